@@ -1,0 +1,22 @@
+.PHONY: run test migrate services fmt lint
+
+## Start PostgreSQL and Redis if needed, build, and run every service in the foreground.
+run:
+	@scripts/run.sh
+
+## Formatting, lints and the whole test suite against the real PostgreSQL and Redis.
+test:
+	@scripts/test.sh
+
+## Apply the database migrations by hand (services also apply them at start).
+migrate: services
+	@database/run-migrations.sh
+
+services:
+	@scripts/services.sh
+
+fmt:
+	cargo fmt --all
+
+lint:
+	cargo clippy --workspace --all-targets -- -D warnings

@@ -1,0 +1,76 @@
+use secrecy::SecretString;
+use shared::config::{ConfigError, DatabaseConfig, Env, Problems, RedisConfig, ServerConfig};
+
+/// Minimum length of `JWT_SECRET`: 32 characters, 256 bits of a random key in hex or base64.
+const JWT_SECRET_MIN_LEN: usize = 32;
+
+/// Everything the gateway reads at start (SPEC 5).
+#[derive(Debug)]
+pub struct GatewayConfig {
+    pub database: DatabaseConfig,
+    pub redis: RedisConfig,
+    pub server: ServerConfig,
+    pub jwt_secret: SecretString,
+}
+
+impl GatewayConfig {
+    /// Reads and checks every variable; the error lists all problems at once.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let mut problems = Problems::default();
+        let config = Self {
+            database: DatabaseConfig::from_env(env, &mut problems),
+            redis: RedisConfig::from_env(env, &mut problems),
+            server: ServerConfig::from_env(env, &mut problems),
+            jwt_secret: env.required_secret(
+                "JWT_SECRET",
+                JWT_SECRET_MIN_LEN,
+                "a random string that signs login tokens; `make run` generates one for local use",
+                &mut problems,
+            ),
+        };
+        problems.finish(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_problem_is_reported_at_once_without_secrets() {
+        let env = Env::from_pairs([
+            ("DB_PORT", "54x32"),
+            ("DB_PASSWORD", "correct-horse-battery-staple"),
+            ("REDIS_PASSWORD", "redis-secret-value"),
+        ]);
+        let err = GatewayConfig::from_env(&env).unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("DB_PORT: must be a port number"), "{message}");
+        assert!(message.contains("\"54x32\""), "{message}");
+        assert!(message.contains("JWT_SECRET: is required"), "{message}");
+        assert_eq!(err.problems.len(), 2, "{message}");
+        assert!(!message.contains("correct-horse"), "{message}");
+        assert!(!message.contains("redis-secret"), "{message}");
+    }
+
+    #[test]
+    fn a_bad_database_url_is_named_but_not_echoed() {
+        let env = Env::from_pairs([
+            ("DATABASE_URL", "mysql://user:sup3rsecret@db/x"),
+            ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+        ]);
+        let message = GatewayConfig::from_env(&env).unwrap_err().to_string();
+        assert!(message.contains("DATABASE_URL: is not a valid postgres:// URL"), "{message}");
+        assert!(!message.contains("sup3rsecret"), "{message}");
+    }
+
+    #[test]
+    fn defaults_point_at_the_local_services() {
+        let env = Env::from_pairs([("JWT_SECRET", "0123456789abcdef0123456789abcdef")]);
+        let config = GatewayConfig::from_env(&env).unwrap();
+        assert_eq!(config.database.describe(), "127.0.0.1:5432/erc8004");
+        assert_eq!(config.redis.describe(), "127.0.0.1:6379");
+        assert_eq!(config.server.socket_addr().to_string(), "0.0.0.0:8080");
+        assert_eq!(config.database.max_connections, 10);
+    }
+}

@@ -1,0 +1,14 @@
+//! The REST API (SPEC 4): built from configuration by [`Application::build`], or around an
+//! existing pool and listener by [`Application::serve`] (tests).
+
+mod config;
+mod error;
+mod request_span;
+mod routes;
+mod startup;
+mod state;
+
+pub use config::GatewayConfig;
+pub use error::ApiError;
+pub use startup::{Application, StartupError};
+pub use state::AppState;

@@ -1,0 +1,17 @@
+use metrics_exporter_prometheus::PrometheusHandle;
+use shared::redis::RedisHandle;
+use sqlx::PgPool;
+
+/// What every request handler can reach. Cheap to clone: everything inside is shared.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: PgPool,
+    pub redis: RedisHandle,
+    pub metrics: PrometheusHandle,
+}
+
+impl AppState {
+    pub fn new(db: PgPool, redis: RedisHandle) -> Self {
+        Self { db, redis, metrics: shared::metrics::prometheus() }
+    }
+}

@@ -1,0 +1,13 @@
+//! Everything the services of the ERC-8004 backend have in common: configuration, the
+//! PostgreSQL and Redis connections, the normalized event model, and telemetry.
+
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod metrics;
+pub mod redis;
+pub mod store;
+pub mod telemetry;
+
+/// The version every service reports (health endpoint, logs).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

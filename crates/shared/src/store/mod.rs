@@ -1,0 +1,3 @@
+//! Repository functions over the tables the services share.
+
+pub mod events;

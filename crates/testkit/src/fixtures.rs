@@ -1,0 +1,53 @@
+//! Events for tests, built field by field.
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use shared::domain::{AgentId, ChainEvent, ChainId, EventData, FeedbackValue, LogPosition, NewEvent};
+
+pub const REPUTATION: &str = "0x8004b663056a597dffe9eccc1965a193b7388713";
+pub const CLIENT: &str = "0x00000000000000000000000000000000000000c1";
+
+/// A 32-byte hash made from a number, so tests can name blocks and transactions.
+pub fn hash(n: u64) -> String {
+    format!("0x{n:064x}")
+}
+
+/// A log position on chain 31337 in block `block`, with its timestamp `block * 12` seconds
+/// after 2026-01-01.
+pub fn position(block: u64, log_index: u32) -> LogPosition {
+    LogPosition {
+        chain_id: ChainId(31337),
+        contract_address: REPUTATION.parse().expect("valid address"),
+        block_number: block,
+        block_hash: hash(block).parse().expect("valid hash"),
+        block_timestamp: block_time(block),
+        tx_hash: hash(1_000_000 + block).parse().expect("valid hash"),
+        log_index,
+    }
+}
+
+pub fn block_time(block: u64) -> DateTime<Utc> {
+    let seconds = 1_767_225_600 + i64::try_from(block).expect("small block number") * 12;
+    DateTime::from_timestamp(seconds, 0).expect("valid timestamp")
+}
+
+/// A `NewFeedback` of `value_raw / 10^decimals` for `agent`, tagged `tag1`.
+pub fn feedback(block: u64, log_index: u32, agent: u64, value_raw: i128, decimals: u8, tag1: &str) -> NewEvent {
+    let data = EventData::NewFeedback {
+        client_address: CLIENT.parse().expect("valid address"),
+        feedback_index: Some(u64::from(log_index) + 1),
+        value: FeedbackValue::new(value_raw, decimals).expect("at most 18 decimals"),
+        tag1: Some(tag1.to_owned()),
+        tag1_hash: None,
+        tag2: String::new(),
+        endpoint: String::new(),
+        feedback_uri: String::new(),
+        feedback_hash: hash(7).parse().expect("valid hash"),
+    };
+    event(position(block, log_index), AgentId::from(agent), data)
+}
+
+pub fn event(log: LogPosition, agent_id: AgentId, data: EventData) -> NewEvent {
+    let args = json!({ "agentId": agent_id.to_string() });
+    NewEvent { event: ChainEvent { log, agent_id, data }, args }
+}
