@@ -8,6 +8,7 @@ pub mod metrics;
 pub mod redis;
 pub mod store;
 pub mod telemetry;
+pub mod trigger;
 
 /// The version every service reports (health endpoint, logs).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -51,3 +51,15 @@ pub fn event(log: LogPosition, agent_id: AgentId, data: EventData) -> NewEvent {
     let args = json!({ "agentId": agent_id.to_string() });
     NewEvent { event: ChainEvent { log, agent_id, data }, args }
 }
+
+/// A stored view of `new` with the given id, as the processor and API see events.
+pub fn stored(id: i64, new: NewEvent) -> shared::domain::StoredEvent {
+    shared::domain::StoredEvent { id: shared::domain::EventId(id), removed: false, event: new.event }
+}
+
+/// A `Registered` event for `agent`, owned by `owner`.
+pub fn registered(block: u64, log_index: u32, agent: AgentId, owner: &str) -> NewEvent {
+    let data =
+        EventData::Registered { owner: owner.parse().expect("valid address"), agent_uri: "ipfs://agent".to_owned() };
+    event(position(block, log_index), agent, data)
+}

@@ -37,6 +37,45 @@ impl Decimal {
         Self(value)
     }
 
+    /// Digits kept after the point by divisions and products (EMA, averages). Results are
+    /// rounded half-to-even at this scale, the same way on every run.
+    pub const ARITHMETIC_SCALE: i64 = 30;
+
+    /// `numerator / denominator`, rounded to [`Decimal::ARITHMETIC_SCALE`]; `None` for a zero
+    /// denominator.
+    pub fn ratio(numerator: i64, denominator: i64) -> Self {
+        Self::from(numerator).div(&Self::from(denominator)).unwrap_or_else(|| Self::from(0))
+    }
+
+    pub fn add(&self, other: &Self) -> Self {
+        Self(&self.0 + &other.0)
+    }
+
+    pub fn sub(&self, other: &Self) -> Self {
+        Self(&self.0 - &other.0)
+    }
+
+    /// The product, rounded to [`Decimal::ARITHMETIC_SCALE`].
+    pub fn mul(&self, other: &Self) -> Self {
+        Self(&self.0 * &other.0).rounded()
+    }
+
+    /// The quotient, rounded to [`Decimal::ARITHMETIC_SCALE`]; `None` when `other` is zero.
+    pub fn div(&self, other: &Self) -> Option<Self> {
+        if bigdecimal::Zero::is_zero(&other.0) {
+            return None;
+        }
+        Some(Self(&self.0 / &other.0).rounded())
+    }
+
+    fn rounded(self) -> Self {
+        if self.0.fractional_digit_count() > Self::ARITHMETIC_SCALE {
+            Self(self.0.with_scale_round(Self::ARITHMETIC_SCALE, bigdecimal::RoundingMode::HalfEven))
+        } else {
+            self
+        }
+    }
+
     /// Compares with another decimal (same as `Ord`, spelled out for readers of conditions).
     pub fn compare(&self, other: &Self) -> Ordering {
         self.0.cmp(&other.0)

@@ -2,7 +2,11 @@ use std::fmt;
 use std::str::FromStr;
 
 use alloy_primitives::U256;
+use bigdecimal::BigDecimal;
+use bigdecimal::num_bigint::{BigInt, Sign};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::Decimal;
 
 /// An EVM chain id (EIP-155).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -49,6 +53,12 @@ impl AgentId {
 
     pub fn as_u256(&self) -> U256 {
         self.0
+    }
+
+    /// The id as an exact decimal, for numeric comparisons.
+    pub fn to_decimal(&self) -> Decimal {
+        let digits = BigInt::from_bytes_be(Sign::Plus, &self.0.to_be_bytes::<32>());
+        Decimal::from_big_decimal(BigDecimal::from(digits))
     }
 }
 

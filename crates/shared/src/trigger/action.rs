@@ -1,0 +1,479 @@
+//! Actions (SPEC 3): what a trigger does when it fires. Parsed from the API's JSON; the
+//! public part is stored in `trigger_actions.config`, the write-only secrets apart.
+
+use std::collections::BTreeMap;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use super::MAX_ACTIONS;
+use super::errors::{Errors, Path};
+use super::parse::{parse_uint, reject_unknown_keys, type_name};
+
+/// Longest template, in bytes.
+pub const MAX_TEMPLATE_BYTES: usize = 16 * 1024;
+/// Longest URL, in bytes.
+const MAX_URL_BYTES: usize = 2_048;
+/// Webhook timeout bounds, in milliseconds.
+const MIN_TIMEOUT_MS: u64 = 100;
+const MAX_TIMEOUT_MS: u64 = 60_000;
+const DEFAULT_TIMEOUT_MS: u64 = 10_000;
+/// Most headers on one action.
+const MAX_HEADERS: usize = 32;
+
+/// Headers the webhook signer sets, or that HTTP itself owns; users cannot set them.
+const RESERVED_HEADERS: &[&str] = &[
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ActionKind {
+    Telegram,
+    Webhook,
+    Mcp,
+}
+
+impl ActionKind {
+    pub const ALL: [ActionKind; 3] = [ActionKind::Telegram, ActionKind::Webhook, ActionKind::Mcp];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionKind::Telegram => "telegram",
+            ActionKind::Webhook => "webhook",
+            ActionKind::Mcp => "mcp",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        ActionKind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum ParseMode {
+    #[default]
+    #[serde(rename = "HTML")]
+    Html,
+    MarkdownV2,
+    #[serde(rename = "plain")]
+    Plain,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum HttpMethod {
+    Get,
+    #[default]
+    Post,
+    Put,
+    Patch,
+    Delete,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TelegramAction {
+    pub chat_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    pub parse_mode: ParseMode,
+    /// Write-only; the server's token is used when absent.
+    #[serde(skip)]
+    pub bot_token: Option<SecretString>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WebhookAction {
+    pub url: String,
+    pub method: HttpMethod,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_template: Option<String>,
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct McpAction {
+    pub server_url: String,
+    pub tool: String,
+    pub arguments: Map<String, Value>,
+    /// Write-only (e.g. Authorization).
+    #[serde(skip)]
+    pub headers: BTreeMap<String, SecretString>,
+}
+
+/// One action of a trigger.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Action {
+    Telegram(TelegramAction),
+    Webhook(WebhookAction),
+    Mcp(McpAction),
+}
+
+impl Action {
+    pub fn kind(&self) -> ActionKind {
+        match self {
+            Action::Telegram(_) => ActionKind::Telegram,
+            Action::Webhook(_) => ActionKind::Webhook,
+            Action::Mcp(_) => ActionKind::Mcp,
+        }
+    }
+
+    /// What may be shown back to the user and put in jobs: everything but secrets.
+    pub fn public_config(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+
+    /// The write-only part, for storage apart from the config.
+    pub fn secrets(&self) -> Value {
+        match self {
+            Action::Telegram(t) => match &t.bot_token {
+                Some(token) => json!({ "bot_token": token.expose_secret() }),
+                None => json!({}),
+            },
+            Action::Webhook(_) => json!({}),
+            Action::Mcp(m) => {
+                let headers: Map<String, Value> =
+                    m.headers.iter().map(|(k, v)| (k.clone(), Value::String(v.expose_secret().to_owned()))).collect();
+                json!({ "headers": headers })
+            }
+        }
+    }
+}
+
+/// An action as stored: its id, kind and public config. What the processor puts in a job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredAction {
+    pub id: uuid::Uuid,
+    pub kind: ActionKind,
+    pub config: Value,
+}
+
+pub(crate) fn parse_actions(value: Option<&Value>, path: &Path, errors: &mut Errors) -> Option<Vec<Action>> {
+    let Some(value) = value else {
+        errors.add(path, "missing: a trigger needs at least one action");
+        return None;
+    };
+    let Some(items) = value.as_array() else {
+        errors.add(path, format!("expected a list of actions, got {}", type_name(value)));
+        return None;
+    };
+    if items.is_empty() || items.len() > MAX_ACTIONS {
+        errors.add(path, format!("a trigger needs 1 to {MAX_ACTIONS} actions"));
+        return None;
+    }
+    let parsed: Vec<_> = items.iter().enumerate().map(|(i, item)| parse_action(item, &path.index(i), errors)).collect();
+    parsed.into_iter().collect()
+}
+
+fn parse_action(value: &Value, path: &Path, errors: &mut Errors) -> Option<Action> {
+    let Some(object) = value.as_object() else {
+        errors.add(path, format!("expected an action object, got {}", type_name(value)));
+        return None;
+    };
+    let kind = match object.get("type").and_then(Value::as_str) {
+        Some("telegram") => ActionKind::Telegram,
+        Some("webhook" | "rest") => ActionKind::Webhook,
+        Some("mcp") => ActionKind::Mcp,
+        Some(other) => {
+            errors.add(
+                &path.key("type"),
+                format!("unknown action type {other:?} (expected telegram, webhook, rest or mcp)"),
+            );
+            return None;
+        }
+        None => {
+            errors.add(&path.key("type"), "missing (telegram, webhook, rest or mcp)");
+            return None;
+        }
+    };
+    let before = errors.len();
+    let action = match kind {
+        ActionKind::Telegram => {
+            reject_unknown_keys(object, &["type", "chat_id", "template", "parse_mode", "bot_token"], path, errors);
+            telegram(object, path, errors).map(Action::Telegram)
+        }
+        ActionKind::Webhook => {
+            reject_unknown_keys(
+                object,
+                &["type", "url", "method", "headers", "body_template", "timeout_ms"],
+                path,
+                errors,
+            );
+            webhook(object, path, errors).map(Action::Webhook)
+        }
+        ActionKind::Mcp => {
+            reject_unknown_keys(object, &["type", "server_url", "tool", "arguments", "headers"], path, errors);
+            mcp(object, path, errors).map(Action::Mcp)
+        }
+    };
+    if errors.len() > before { None } else { action }
+}
+
+fn telegram(object: &Map<String, Value>, path: &Path, errors: &mut Errors) -> Option<TelegramAction> {
+    let chat_path = path.key("chat_id");
+    let chat_id = match object.get("chat_id") {
+        Some(Value::String(s)) => Some(s.trim().to_owned()),
+        Some(Value::Number(n)) if n.is_i64() => Some(n.to_string()),
+        Some(other) => {
+            errors.add(&chat_path, format!("expected a chat id, got {}", type_name(other)));
+            None
+        }
+        None => {
+            errors.add(&chat_path, "missing");
+            None
+        }
+    };
+    let chat_id = chat_id.filter(|id| {
+        let numeric = {
+            let digits = id.strip_prefix('-').unwrap_or(id);
+            !digits.is_empty() && digits.len() <= 20 && digits.bytes().all(|b| b.is_ascii_digit())
+        };
+        let username = id.strip_prefix('@').is_some_and(|name| {
+            (5..=32).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        });
+        if !(numeric || username) {
+            errors.add(&chat_path, "expected a numeric chat id (e.g. -1001234) or a channel @username");
+        }
+        numeric || username
+    });
+    let template = optional_template(object.get("template"), &path.key("template"), errors);
+    let parse_mode = match object.get("parse_mode") {
+        None | Some(Value::Null) => ParseMode::Html,
+        Some(v) => match serde_json::from_value::<ParseMode>(v.clone()) {
+            Ok(mode) => mode,
+            Err(_) => {
+                errors.add(&path.key("parse_mode"), "expected HTML, MarkdownV2 or plain");
+                ParseMode::Html
+            }
+        },
+    };
+    let bot_token = match object.get("bot_token") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(token)) if is_bot_token(token) => Some(SecretString::from(token.clone())),
+        Some(_) => {
+            // Never echo what was sent: it may be a real token with a typo.
+            errors.add(&path.key("bot_token"), "expected a Telegram bot token (<digits>:<letters, digits, _ or ->)");
+            None
+        }
+    };
+    Some(TelegramAction { chat_id: chat_id?, template, parse_mode, bot_token })
+}
+
+fn is_bot_token(token: &str) -> bool {
+    match token.split_once(':') {
+        Some((id, secret)) => {
+            !id.is_empty()
+                && id.bytes().all(|b| b.is_ascii_digit())
+                && (20..=100).contains(&secret.len())
+                && secret.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        }
+        None => false,
+    }
+}
+
+fn webhook(object: &Map<String, Value>, path: &Path, errors: &mut Errors) -> Option<WebhookAction> {
+    let url = http_url(object.get("url"), &path.key("url"), errors);
+    let method = match object.get("method") {
+        None | Some(Value::Null) => HttpMethod::Post,
+        Some(Value::String(m)) => match serde_json::from_value::<HttpMethod>(Value::String(m.to_ascii_uppercase())) {
+            Ok(method) => method,
+            Err(_) => {
+                errors.add(
+                    &path.key("method"),
+                    format!("unsupported method {m:?} (expected GET, POST, PUT, PATCH or DELETE)"),
+                );
+                HttpMethod::Post
+            }
+        },
+        Some(other) => {
+            errors.add(&path.key("method"), format!("expected a string, got {}", type_name(other)));
+            HttpMethod::Post
+        }
+    };
+    let headers = headers(object.get("headers"), &path.key("headers"), errors);
+    let body_template = optional_template(object.get("body_template"), &path.key("body_template"), errors);
+    let timeout_ms = match object.get("timeout_ms") {
+        None | Some(Value::Null) => DEFAULT_TIMEOUT_MS,
+        Some(v) => match parse_uint(v, MAX_TIMEOUT_MS, &path.key("timeout_ms"), errors) {
+            Some(ms) if ms >= MIN_TIMEOUT_MS => ms,
+            Some(_) => {
+                errors.add(&path.key("timeout_ms"), format!("must be at least {MIN_TIMEOUT_MS}"));
+                DEFAULT_TIMEOUT_MS
+            }
+            None => DEFAULT_TIMEOUT_MS,
+        },
+    };
+    Some(WebhookAction { url: url?, method, headers, body_template, timeout_ms })
+}
+
+fn mcp(object: &Map<String, Value>, path: &Path, errors: &mut Errors) -> Option<McpAction> {
+    let server_url = http_url(object.get("server_url"), &path.key("server_url"), errors);
+    let tool = match object.get("tool") {
+        Some(Value::String(t)) if !t.is_empty() && t.len() <= 128 && !t.chars().any(char::is_control) => {
+            Some(t.clone())
+        }
+        Some(Value::String(_)) => {
+            errors.add(&path.key("tool"), "must be a tool name of 1 to 128 characters");
+            None
+        }
+        Some(other) => {
+            errors.add(&path.key("tool"), format!("expected a string, got {}", type_name(other)));
+            None
+        }
+        None => {
+            errors.add(&path.key("tool"), "missing");
+            None
+        }
+    };
+    let arguments = match object.get("arguments") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(map)) => {
+            check_argument_templates(&Value::Object(map.clone()), &path.key("arguments"), errors);
+            if Value::Object(map.clone()).to_string().len() > 4 * MAX_TEMPLATE_BYTES {
+                errors.add(&path.key("arguments"), format!("at most {} bytes", 4 * MAX_TEMPLATE_BYTES));
+            }
+            map.clone()
+        }
+        Some(other) => {
+            errors.add(&path.key("arguments"), format!("expected an object, got {}", type_name(other)));
+            Map::new()
+        }
+    };
+    let headers = headers(object.get("headers"), &path.key("headers"), errors)
+        .into_iter()
+        .map(|(k, v)| (k, SecretString::from(v)))
+        .collect();
+    Some(McpAction { server_url: server_url?, tool: tool?, arguments, headers })
+}
+
+fn check_argument_templates(value: &Value, path: &Path, errors: &mut Errors) {
+    match value {
+        Value::String(s) => {
+            check_template(s, path, errors);
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                check_argument_templates(item, &path.index(i), errors);
+            }
+        }
+        Value::Object(map) => {
+            for (k, v) in map {
+                check_argument_templates(v, &path.key(k), errors);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn optional_template(value: Option<&Value>, path: &Path, errors: &mut Errors) -> Option<String> {
+    match value {
+        None | Some(Value::Null) => None,
+        Some(Value::String(source)) => check_template(source, path, errors).then(|| source.clone()),
+        Some(other) => {
+            errors.add(path, format!("expected a template string, got {}", type_name(other)));
+            None
+        }
+    }
+}
+
+/// Compiles a template once to reject syntax errors at save time.
+fn check_template(source: &str, path: &Path, errors: &mut Errors) -> bool {
+    if source.len() > MAX_TEMPLATE_BYTES {
+        errors.add(path, format!("templates are at most {MAX_TEMPLATE_BYTES} bytes"));
+        return false;
+    }
+    let env = minijinja::Environment::new();
+    match env.template_from_str(source) {
+        Ok(_) => true,
+        Err(err) => {
+            errors.add(path, format!("template does not parse: {}", err.detail().unwrap_or("syntax error")));
+            false
+        }
+    }
+}
+
+fn http_url(value: Option<&Value>, path: &Path, errors: &mut Errors) -> Option<String> {
+    let raw = match value {
+        Some(Value::String(s)) => s.trim(),
+        Some(other) => {
+            errors.add(path, format!("expected a URL, got {}", type_name(other)));
+            return None;
+        }
+        None => {
+            errors.add(path, "missing");
+            return None;
+        }
+    };
+    if raw.len() > MAX_URL_BYTES {
+        errors.add(path, format!("at most {MAX_URL_BYTES} bytes"));
+        return None;
+    }
+    let url = match url::Url::parse(raw) {
+        Ok(url) => url,
+        Err(err) => {
+            errors.add(path, format!("not a valid URL: {err}"));
+            return None;
+        }
+    };
+    if !matches!(url.scheme(), "http" | "https") {
+        errors.add(path, format!("scheme {:?} is not allowed (use http or https)", url.scheme()));
+        return None;
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        errors.add(path, "the URL has no host");
+        return None;
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        errors.add(path, "credentials in the URL are not allowed; send them in headers");
+        return None;
+    }
+    Some(url.to_string())
+}
+
+fn headers(value: Option<&Value>, path: &Path, errors: &mut Errors) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let map = match value {
+        None | Some(Value::Null) => return out,
+        Some(Value::Object(map)) => map,
+        Some(other) => {
+            errors.add(path, format!("expected an object of header names to values, got {}", type_name(other)));
+            return out;
+        }
+    };
+    if map.len() > MAX_HEADERS {
+        errors.add(path, format!("at most {MAX_HEADERS} headers"));
+        return out;
+    }
+    for (name, value) in map {
+        let header_path = path.key(name);
+        let valid_name = !name.is_empty()
+            && name.len() <= 128
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if !valid_name {
+            errors.add(&header_path, "not a valid HTTP header name");
+            continue;
+        }
+        if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+            errors.add(&header_path, "this header is set by the server and cannot be overridden");
+            continue;
+        }
+        match value {
+            Value::String(v) if v.len() <= 4096 && !v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) => {
+                out.insert(name.clone(), v.clone());
+            }
+            Value::String(_) => errors.add(&header_path, "header values are at most 4096 bytes with no line breaks"),
+            other => errors.add(&header_path, format!("expected a string, got {}", type_name(other))),
+        }
+    }
+    out
+}
