@@ -4,7 +4,9 @@
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod job;
 pub mod metrics;
+pub mod metrics_server;
 pub mod redis;
 pub mod store;
 pub mod telemetry;

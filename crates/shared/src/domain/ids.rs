@@ -135,3 +135,63 @@ mod tests {
         assert!(serde_json::from_str::<AgentId>("-42").is_err());
     }
 }
+
+macro_rules! uuid_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, sqlx::Type)]
+        #[serde(transparent)]
+        #[sqlx(transparent)]
+        pub struct $name(pub uuid::Uuid);
+
+        impl $name {
+            pub fn new_random() -> Self {
+                Self(uuid::Uuid::new_v4())
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = uuid::Error;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                uuid::Uuid::parse_str(s).map(Self)
+            }
+        }
+    };
+}
+
+uuid_id!(
+    /// A user account.
+    UserId
+);
+uuid_id!(
+    /// A trigger.
+    TriggerId
+);
+uuid_id!(
+    /// One action of a trigger.
+    ActionId
+);
+uuid_id!(
+    /// One job: the delivery of one action for one firing. Derived, never random: see
+    /// [`JobId::derive`].
+    JobId
+);
+
+/// The namespace of job ids (a fixed random UUID).
+const JOB_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x8004_6a0b_5e1d_4c3f_9a27_d1b0_c0ff_ee42);
+
+impl JobId {
+    /// The job of firing `action` of `trigger` for `event`: the same inputs always give the
+    /// same id, so a firing decided twice cannot become two jobs.
+    pub fn derive(event: EventId, trigger: TriggerId, action: ActionId) -> Self {
+        let name = format!("{}:{}:{}", event.0, trigger.0, action.0);
+        Self(uuid::Uuid::new_v5(&JOB_NAMESPACE, name.as_bytes()))
+    }
+}

@@ -12,4 +12,4 @@ pub use self::event::{
     UnknownRegistry,
 };
 pub use self::hex::{Address, Hash32, HexBytes, HexError};
-pub use self::ids::{AgentId, AgentIdError, ChainId, EventId};
+pub use self::ids::{ActionId, AgentId, AgentIdError, ChainId, EventId, JobId, TriggerId, UserId};

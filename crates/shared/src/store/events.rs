@@ -240,6 +240,13 @@ pub struct EventRow {
     typed: TypedColumns,
 }
 
+impl EventRow {
+    /// The row's store id, readable before the row is parsed.
+    pub fn id(&self) -> i64 {
+        self.id
+    }
+}
+
 /// Reads one column of a row, naming it when it is missing or unparseable.
 struct Columns {
     id: i64,

@@ -153,7 +153,7 @@ impl Action {
 /// An action as stored: its id, kind and public config. What the processor puts in a job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredAction {
-    pub id: uuid::Uuid,
+    pub id: crate::domain::ActionId,
     pub kind: ActionKind,
     pub config: Value,
 }

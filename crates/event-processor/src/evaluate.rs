@@ -1,0 +1,103 @@
+//! One event against the triggers that may concern it: update their aggregates, evaluate
+//! their conditions, apply history and cooldown rules, and produce outbox rows.
+
+use std::collections::{BTreeMap, HashSet};
+
+use shared::domain::StoredEvent;
+
+use crate::matcher::TriggerIndex;
+use crate::outbox::OutboxRow;
+use crate::state::{CooldownCache, CooldownKey, StateCache, StateKey};
+
+/// What evaluating a batch decided.
+#[derive(Debug, Default)]
+pub struct Decisions {
+    pub outbox: Vec<OutboxRow>,
+    pub fires: u64,
+    pub suppressed: u64,
+}
+
+/// The state rows and cooldowns that evaluating `events` will touch, to load them in bulk.
+pub fn keys_needed(index: &TriggerIndex, events: &[StoredEvent]) -> (HashSet<StateKey>, HashSet<CooldownKey>) {
+    let mut states = HashSet::new();
+    let mut cooldowns = HashSet::new();
+    for event in events.iter().filter(|e| !e.removed) {
+        for trigger in index.candidates(event).filter(|t| t.rule.scope.matches(event)) {
+            for aggregate in &trigger.rule.aggregates {
+                states.insert((trigger.id, aggregate.id.clone(), aggregate.per.key(event)));
+            }
+            if trigger.cooldown_secs > 0 {
+                cooldowns.insert((trigger.id, agent_key(event)));
+            }
+        }
+    }
+    (states, cooldowns)
+}
+
+/// The cooldown key of an event: its chain and agent.
+pub fn agent_key(event: &StoredEvent) -> String {
+    format!("{}:{}", event.event.log.chain_id, event.event.agent_id)
+}
+
+pub fn evaluate(
+    event: &StoredEvent,
+    index: &TriggerIndex,
+    states: &mut StateCache,
+    cooldowns: &mut CooldownCache,
+    max_window_entries: usize,
+    decisions: &mut Decisions,
+) {
+    // A log dropped by a reorg is not part of the chain: it neither feeds nor fires.
+    if event.removed {
+        return;
+    }
+    let at = event.event.log.block_timestamp.timestamp();
+    for trigger in index.candidates(event) {
+        if !trigger.rule.scope.matches(event) {
+            continue;
+        }
+        // Every aggregate is updated before the condition is evaluated, fire or not.
+        let mut values = Vec::with_capacity(trigger.rule.aggregates.len());
+        for aggregate in &trigger.rule.aggregates {
+            let key = (trigger.id, aggregate.id.clone(), aggregate.per.key(event));
+            let entry = states.entry(key, &aggregate.kind, trigger.version);
+            if aggregate.feeds(event) {
+                let sample = aggregate.kind.field().and_then(|f| f.read_number(event));
+                entry.state.update(&aggregate.kind, sample, at, max_window_entries);
+                entry.last_event_id = event.id.0;
+                entry.trigger_version = trigger.version;
+                entry.dirty = true;
+            }
+            values.push(entry.state.value(aggregate, at));
+        }
+        if !trigger.rule.condition_holds(event, &values) {
+            continue;
+        }
+        // History: events from before the trigger existed (or was enabled) never fire it.
+        if event.event.log.block_timestamp < trigger.fires_from {
+            continue;
+        }
+        if trigger.cooldown_secs > 0
+            && !cooldowns.admit(
+                (trigger.id, agent_key(event)),
+                trigger.cooldown_secs,
+                event.event.log.block_timestamp,
+                event.id.0,
+            )
+        {
+            decisions.suppressed += 1;
+            continue;
+        }
+        let shown: BTreeMap<String, _> = trigger
+            .rule
+            .aggregates
+            .iter()
+            .zip(&values)
+            .map(|(aggregate, value)| (aggregate.display_name(), value.clone()))
+            .collect();
+        for action in &trigger.actions {
+            decisions.outbox.push(OutboxRow::new(trigger, action, event, shown.clone()));
+        }
+        decisions.fires += 1;
+    }
+}

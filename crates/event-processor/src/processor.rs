@@ -1,0 +1,223 @@
+//! The batch loop: read settled events after the cursor, evaluate them, and commit state,
+//! cooldowns, outbox rows and the new cursor in one transaction.
+
+use shared::domain::StoredEvent;
+use sqlx::PgPool;
+
+use crate::config::Settings;
+use crate::cursor::{self, Cursor, CursorError};
+use crate::evaluate::{Decisions, evaluate, keys_needed};
+use crate::matcher::TriggerIndex;
+use crate::outbox;
+use crate::state::{CooldownCache, StateCache};
+use crate::triggers::TriggerSet;
+use crate::warm;
+
+/// Cached aggregate states beyond which the cache is emptied after a commit.
+const MAX_CACHED_STATES: usize = 500_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Cursor(#[from] CursorError),
+}
+
+/// What one batch did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BatchReport {
+    pub events: usize,
+    pub malformed: usize,
+    pub fires: u64,
+    pub suppressed: u64,
+    pub jobs: u64,
+}
+
+pub struct Processor {
+    pool: PgPool,
+    settings: Settings,
+    triggers: TriggerSet,
+    index: TriggerIndex,
+    states: StateCache,
+    cooldowns: CooldownCache,
+    cursor: Option<Cursor>,
+}
+
+impl Processor {
+    pub fn new(pool: PgPool, settings: Settings) -> Self {
+        Self {
+            pool,
+            settings,
+            triggers: TriggerSet::default(),
+            index: TriggerIndex::default(),
+            states: StateCache::default(),
+            cooldowns: CooldownCache::default(),
+            cursor: None,
+        }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub fn triggers_loaded(&self) -> usize {
+        self.triggers.len()
+    }
+
+    /// Forgets everything not committed: caches and the cursor are read again.
+    pub fn reset(&mut self) {
+        self.states.clear();
+        self.cooldowns.clear();
+        self.cursor = None;
+        self.triggers = TriggerSet::default();
+        self.index = TriggerIndex::default();
+    }
+
+    async fn cursor(&mut self) -> Result<Cursor, ProcessError> {
+        match self.cursor {
+            Some(cursor) => Ok(cursor),
+            None => {
+                let cursor = cursor::load(&self.pool).await?;
+                self.cursor = Some(cursor);
+                Ok(cursor)
+            }
+        }
+    }
+
+    /// Reloads changed triggers, warms their new aggregates, and rebuilds the index.
+    pub async fn refresh_triggers(&mut self) -> Result<bool, ProcessError> {
+        let refresh = self.triggers.refresh(&self.pool).await?;
+        if refresh.is_empty() {
+            return Ok(false);
+        }
+        let cursor = self.cursor().await?;
+        for trigger in &refresh.changed {
+            let pending = warm::unwarmed(&self.pool, trigger).await?;
+            if pending.is_empty() {
+                continue;
+            }
+            let replayed = warm::warm(
+                &self.pool,
+                trigger,
+                &pending,
+                cursor,
+                self.settings.warm_events_per_key,
+                self.settings.max_window_entries,
+            )
+            .await?;
+            tracing::info!(trigger.id = %trigger.id, aggregates = pending.len(), events = replayed, "warmed aggregates");
+        }
+        if !refresh.changed.is_empty() {
+            // States of changed triggers may have been rewritten by warming.
+            self.states.clear();
+            self.cooldowns.clear();
+        }
+        self.index = TriggerIndex::build(self.triggers.iter());
+        metrics::gauge!("processor_triggers_loaded").set(self.triggers.len() as f64);
+        tracing::info!(
+            triggers = self.triggers.len(),
+            changed = refresh.changed.len(),
+            removed = refresh.removed,
+            "triggers reloaded"
+        );
+        Ok(true)
+    }
+
+    /// Processes one batch. Returns what it did; `events == 0` means it is caught up.
+    pub async fn process_batch(&mut self) -> Result<BatchReport, ProcessError> {
+        let from = self.cursor().await?;
+        let rows = cursor::read_batch(&self.pool, from, self.settings.batch_size).await?;
+        let Some(to) = rows.last().map(|(position, _)| *position) else {
+            return Ok(BatchReport::default());
+        };
+        let mut report = BatchReport { events: rows.len(), ..BatchReport::default() };
+        let mut events = Vec::with_capacity(rows.len());
+        for (_, row) in rows {
+            let id = row.id();
+            match StoredEvent::try_from(row) {
+                Ok(event) => events.push(event),
+                Err(err) => {
+                    // One bad row must not stop the others; it is skipped and counted.
+                    tracing::error!(event.id = id, error = %err, "skipping a malformed event");
+                    metrics::counter!("processor_malformed_events_total").increment(1);
+                    report.malformed += 1;
+                }
+            }
+        }
+
+        let (state_keys, cooldown_keys) = keys_needed(&self.index, &events);
+        self.states.prefetch(&self.pool, state_keys).await?;
+        self.cooldowns.prefetch(&self.pool, cooldown_keys).await?;
+        let mut decisions = Decisions::default();
+        for event in &events {
+            evaluate(
+                event,
+                &self.index,
+                &mut self.states,
+                &mut self.cooldowns,
+                self.settings.max_window_entries,
+                &mut decisions,
+            );
+        }
+
+        let committed = self.commit(from, to, &decisions).await;
+        if let Err(err) = committed {
+            // The caches hold changes that did not commit.
+            self.reset();
+            return Err(err);
+        }
+        self.cursor = Some(to);
+        if self.states.len() > MAX_CACHED_STATES {
+            self.states.clear();
+        }
+        report.fires = decisions.fires;
+        report.suppressed = decisions.suppressed;
+        report.jobs = decisions.outbox.len() as u64;
+        metrics::counter!("processor_events_total").increment(report.events as u64);
+        metrics::counter!("processor_fires_total").increment(report.fires);
+        metrics::counter!("processor_suppressed_fires_total").increment(report.suppressed);
+        metrics::counter!("processor_jobs_enqueued_total").increment(report.jobs);
+        if let Some(last) = events.last() {
+            let lag = chrono::Utc::now() - last.event.log.block_timestamp;
+            metrics::gauge!("processor_lag_seconds").set(lag.num_milliseconds().max(0) as f64 / 1000.0);
+        }
+        Ok(report)
+    }
+
+    async fn commit(&mut self, from: Cursor, to: Cursor, decisions: &Decisions) -> Result<(), ProcessError> {
+        let mut tx = self.pool.begin().await?;
+        self.states.flush(&mut tx).await?;
+        self.cooldowns.flush(&mut tx).await?;
+        outbox::insert(&mut tx, &decisions.outbox).await?;
+        cursor::advance(&mut tx, from, to).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Processes batches until no settled event is left. Returns the totals.
+    pub async fn catch_up(&mut self) -> Result<BatchReport, ProcessError> {
+        let mut total = BatchReport::default();
+        loop {
+            let report = self.process_batch().await?;
+            if report.events == 0 {
+                self.record_lag().await;
+                return Ok(total);
+            }
+            total.events += report.events;
+            total.malformed += report.malformed;
+            total.fires += report.fires;
+            total.suppressed += report.suppressed;
+            total.jobs += report.jobs;
+        }
+    }
+
+    async fn record_lag(&self) {
+        let Some(cursor) = self.cursor else { return };
+        let newest: Result<Option<i64>, _> =
+            sqlx::query_scalar("SELECT max(id) FROM events").fetch_one(&self.pool).await;
+        if let Ok(Some(newest)) = newest {
+            metrics::gauge!("processor_lag_events").set((newest - cursor.id).max(0) as f64);
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! The running service: leadership, wake-ups, the batch loop and the relay, with back-off
+//! while PostgreSQL or Redis is away.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use shared::redis::RedisHandle;
+use sqlx::postgres::PgListener;
+use sqlx::{Connection, PgConnection, PgPool};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use crate::config::Settings;
+use crate::processor::Processor;
+use crate::relay::Relay;
+
+/// The advisory lock that makes one processor the active one; others wait as standbys.
+const LEADER_LOCK: i64 = 8_004_003;
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// Triggers are re-read this often even without a `trigger_changed` notification.
+const TRIGGER_REFRESH: Duration = Duration::from_secs(5);
+
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+struct Backoff(Duration);
+
+impl Backoff {
+    fn new() -> Self {
+        Self(Duration::from_millis(100))
+    }
+
+    async fn wait(&mut self) {
+        tokio::time::sleep(self.0).await;
+        self.0 = (self.0 * 2).min(MAX_BACKOFF);
+    }
+
+    fn reset(&mut self) {
+        *self = Self::new();
+    }
+}
+
+/// Runs until the future is dropped.
+pub async fn run(pool: PgPool, redis: RedisHandle, settings: Settings) {
+    let wake_relay = Arc::new(Notify::new());
+    let _relay = AbortOnDrop(tokio::spawn(relay_loop(
+        Relay::new(pool.clone(), redis, settings.relay_batch_size),
+        wake_relay.clone(),
+    )));
+    let mut backoff = Backoff::new();
+    loop {
+        match lead(&pool, &settings, &wake_relay).await {
+            Ok(()) => backoff.reset(),
+            Err(err) => {
+                tracing::warn!(error = %anyhow_chain(&*err), "processor paused; retrying");
+                backoff.wait().await;
+            }
+        }
+    }
+}
+
+/// Becomes the leader, then processes until something fails.
+async fn lead(pool: &PgPool, settings: &Settings, wake_relay: &Notify) -> Result<(), Box<dyn std::error::Error>> {
+    let mut lock_conn = PgConnection::connect_with(&pool.connect_options()).await?;
+    loop {
+        let acquired: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(LEADER_LOCK).fetch_one(&mut lock_conn).await?;
+        if acquired {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    tracing::info!("processor is the leader");
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen_all(["new_event", "trigger_changed"]).await?;
+
+    let mut processor = Processor::new(pool.clone(), settings.clone());
+    processor.refresh_triggers().await?;
+    let mut last_refresh = Instant::now();
+    let mut triggers_dirty = false;
+    loop {
+        if triggers_dirty || last_refresh.elapsed() >= TRIGGER_REFRESH {
+            processor.refresh_triggers().await?;
+            last_refresh = Instant::now();
+            triggers_dirty = false;
+        }
+        let report = processor.catch_up().await?;
+        if report.jobs > 0 {
+            wake_relay.notify_one();
+        }
+        if report.events > 0 {
+            tracing::debug!(events = report.events, fires = report.fires, "caught up");
+        }
+        // Wait for a wake-up, or poll: a NOTIFY may be lost and rows may be held back
+        // behind a transaction that was still open.
+        tokio::select! {
+            notification = listener.recv() => {
+                if notification?.channel() == "trigger_changed" {
+                    triggers_dirty = true;
+                }
+            }
+            _ = tokio::time::sleep(settings.poll_interval) => {
+                // Still the leader? A dead lock connection means another may take over.
+                sqlx::query("SELECT 1").execute(&mut lock_conn).await?;
+            }
+        }
+    }
+}
+
+async fn relay_loop(relay: Relay, wake: Arc<Notify>) {
+    let mut backoff = Backoff::new();
+    loop {
+        match relay.run_once().await {
+            Ok(_) => {
+                backoff.reset();
+                tokio::select! {
+                    _ = wake.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %anyhow_chain(&err), "relay paused; retrying");
+                backoff.wait().await;
+            }
+        }
+    }
+}
+
+fn anyhow_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

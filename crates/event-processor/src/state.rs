@@ -1,0 +1,260 @@
+//! Aggregate state and cooldowns, cached in memory and written back in the batch's
+//! transaction. After a failed transaction the caches are cleared: PostgreSQL stays the
+//! only truth.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use shared::domain::TriggerId;
+use shared::trigger::AggregateKind;
+use sqlx::{PgConnection, PgPool};
+
+use crate::aggregates::AggregateState;
+
+/// (trigger, aggregate id, key).
+pub type StateKey = (TriggerId, String, String);
+/// (trigger, `chain:agent`).
+pub type CooldownKey = (TriggerId, String);
+
+/// The key of the row that records that a trigger's aggregate was warmed from history.
+pub const WARMED_MARKER: &str = "#warmed";
+
+#[derive(Debug, Clone)]
+pub struct CachedState {
+    pub state: AggregateState,
+    pub trigger_version: i64,
+    pub last_event_id: i64,
+    pub dirty: bool,
+}
+
+#[derive(Default)]
+pub struct StateCache {
+    /// `None`: known to be absent from the table.
+    entries: HashMap<StateKey, Option<CachedState>>,
+}
+
+impl StateCache {
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+
+    /// Loads every key not cached yet, in one query.
+    pub async fn prefetch(&mut self, pool: &PgPool, keys: HashSet<StateKey>) -> Result<(), sqlx::Error> {
+        let missing: Vec<StateKey> = keys.into_iter().filter(|k| !self.entries.contains_key(k)).collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let triggers: Vec<uuid::Uuid> = missing.iter().map(|k| k.0.0).collect();
+        let aggregates: Vec<&str> = missing.iter().map(|k| k.1.as_str()).collect();
+        let state_keys: Vec<&str> = missing.iter().map(|k| k.2.as_str()).collect();
+        let rows: Vec<(TriggerId, String, String, serde_json::Value, i64, i64)> = sqlx::query_as(
+            "SELECT s.trigger_id, s.aggregate, s.key, s.state, s.trigger_version, s.last_event_id
+             FROM aggregate_state s
+             JOIN UNNEST($1::uuid[], $2::text[], $3::text[]) AS k(trigger_id, aggregate, key)
+               ON s.trigger_id = k.trigger_id AND s.aggregate = k.aggregate AND s.key = k.key",
+        )
+        .bind(&triggers)
+        .bind(&aggregates)
+        .bind(&state_keys)
+        .fetch_all(pool)
+        .await?;
+        for key in missing {
+            self.entries.insert(key, None);
+        }
+        for (trigger, aggregate, key, state, trigger_version, last_event_id) in rows {
+            match serde_json::from_value::<AggregateState>(state) {
+                Ok(state) => {
+                    self.entries.insert(
+                        (trigger, aggregate, key),
+                        Some(CachedState { state, trigger_version, last_event_id, dirty: false }),
+                    );
+                }
+                Err(err) => {
+                    // Unreadable state starts over rather than stopping every trigger.
+                    tracing::error!(trigger.id = %trigger, %aggregate, error = %err, "aggregate state unreadable; reset");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The cached state of `key`, created empty when absent.
+    pub fn entry(&mut self, key: StateKey, kind: &AggregateKind, trigger_version: i64) -> &mut CachedState {
+        let slot = self.entries.entry(key).or_insert(None);
+        slot.get_or_insert_with(|| CachedState {
+            state: AggregateState::new(kind),
+            trigger_version,
+            last_event_id: 0,
+            dirty: false,
+        })
+    }
+
+    /// Writes every changed state and marks it clean.
+    pub async fn flush(&mut self, conn: &mut PgConnection) -> Result<usize, sqlx::Error> {
+        let mut triggers = Vec::new();
+        let mut aggregates = Vec::new();
+        let mut keys = Vec::new();
+        let mut versions = Vec::new();
+        let mut states = Vec::new();
+        let mut last_events = Vec::new();
+        for ((trigger, aggregate, key), entry) in self.entries.iter_mut() {
+            let Some(entry) = entry.as_mut().filter(|e| e.dirty) else { continue };
+            triggers.push(trigger.0);
+            aggregates.push(aggregate.clone());
+            keys.push(key.clone());
+            versions.push(entry.trigger_version);
+            states.push(serde_json::to_string(&entry.state).unwrap_or_else(|_| "{}".to_owned()));
+            last_events.push(entry.last_event_id);
+            entry.dirty = false;
+        }
+        upsert_states(conn, &triggers, &aggregates, &keys, &versions, &states, &last_events).await?;
+        Ok(triggers.len())
+    }
+}
+
+/// Inserts or replaces aggregate state rows, all in one statement.
+pub async fn upsert_states(
+    conn: &mut PgConnection,
+    triggers: &[uuid::Uuid],
+    aggregates: &[String],
+    keys: &[String],
+    versions: &[i64],
+    states: &[String],
+    last_events: &[i64],
+) -> Result<(), sqlx::Error> {
+    if triggers.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO aggregate_state (trigger_id, aggregate, key, trigger_version, state, last_event_id)
+         SELECT t, a, k, v, s::jsonb, e
+         FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::int8[]) AS u(t, a, k, v, s, e)
+         ON CONFLICT (trigger_id, aggregate, key) DO UPDATE
+            SET state = EXCLUDED.state, trigger_version = EXCLUDED.trigger_version,
+                last_event_id = EXCLUDED.last_event_id, updated_at = now()",
+    )
+    .bind(triggers)
+    .bind(aggregates)
+    .bind(keys)
+    .bind(versions)
+    .bind(states)
+    .bind(last_events)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone)]
+pub struct Cooldown {
+    pub last_fired_at: DateTime<Utc>,
+    pub last_event_id: i64,
+    pub suppressed: i64,
+    pub dirty: bool,
+}
+
+#[derive(Default)]
+pub struct CooldownCache {
+    entries: HashMap<CooldownKey, Option<Cooldown>>,
+}
+
+impl CooldownCache {
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub async fn prefetch(&mut self, pool: &PgPool, keys: HashSet<CooldownKey>) -> Result<(), sqlx::Error> {
+        let missing: Vec<CooldownKey> = keys.into_iter().filter(|k| !self.entries.contains_key(k)).collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let triggers: Vec<uuid::Uuid> = missing.iter().map(|k| k.0.0).collect();
+        let agents: Vec<&str> = missing.iter().map(|k| k.1.as_str()).collect();
+        let rows: Vec<(TriggerId, String, DateTime<Utc>, i64, i64)> = sqlx::query_as(
+            "SELECT c.trigger_id, c.agent_key, c.last_fired_at, c.last_event_id, c.suppressed_count
+             FROM cooldowns c
+             JOIN UNNEST($1::uuid[], $2::text[]) AS k(trigger_id, agent_key)
+               ON c.trigger_id = k.trigger_id AND c.agent_key = k.agent_key",
+        )
+        .bind(&triggers)
+        .bind(&agents)
+        .fetch_all(pool)
+        .await?;
+        for key in missing {
+            self.entries.insert(key, None);
+        }
+        for (trigger, agent, last_fired_at, last_event_id, suppressed) in rows {
+            self.entries
+                .insert((trigger, agent), Some(Cooldown { last_fired_at, last_event_id, suppressed, dirty: false }));
+        }
+        Ok(())
+    }
+
+    /// Decides a would-be firing at block time `at`: `true` when it may fire (and records it),
+    /// `false` when the cooldown suppresses it (and counts it).
+    pub fn admit(&mut self, key: CooldownKey, cooldown_secs: u64, at: DateTime<Utc>, event_id: i64) -> bool {
+        let slot = self.entries.entry(key).or_insert(None);
+        if let Some(cooldown) = slot.as_mut() {
+            let until = cooldown.last_fired_at
+                + chrono::Duration::seconds(i64::try_from(cooldown_secs).unwrap_or(i64::MAX / 2));
+            if at < until {
+                cooldown.suppressed += 1;
+                cooldown.dirty = true;
+                return false;
+            }
+        }
+        let suppressed = slot.as_ref().map_or(0, |c| c.suppressed);
+        *slot = Some(Cooldown { last_fired_at: at, last_event_id: event_id, suppressed, dirty: true });
+        true
+    }
+
+    pub async fn flush(&mut self, conn: &mut PgConnection) -> Result<usize, sqlx::Error> {
+        let mut triggers = Vec::new();
+        let mut agents = Vec::new();
+        let mut fired = Vec::new();
+        let mut events = Vec::new();
+        let mut suppressed = Vec::new();
+        for ((trigger, agent), entry) in self.entries.iter_mut() {
+            let Some(entry) = entry.as_mut().filter(|e| e.dirty) else { continue };
+            triggers.push(trigger.0);
+            agents.push(agent.clone());
+            fired.push(entry.last_fired_at);
+            events.push(entry.last_event_id);
+            suppressed.push(entry.suppressed);
+            entry.dirty = false;
+        }
+        if triggers.is_empty() {
+            return Ok(0);
+        }
+        sqlx::query(
+            "INSERT INTO cooldowns (trigger_id, agent_key, last_fired_at, last_event_id, suppressed_count)
+             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[], $4::int8[], $5::int8[])
+             ON CONFLICT (trigger_id, agent_key) DO UPDATE
+                SET last_fired_at = EXCLUDED.last_fired_at, last_event_id = EXCLUDED.last_event_id,
+                    suppressed_count = EXCLUDED.suppressed_count",
+        )
+        .bind(&triggers)
+        .bind(&agents)
+        .bind(&fired)
+        .bind(&events)
+        .bind(&suppressed)
+        .execute(conn)
+        .await?;
+        Ok(triggers.len())
+    }
+}

@@ -1,0 +1,136 @@
+//! The enabled triggers, loaded from PostgreSQL and kept current by version.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use shared::domain::{TriggerId, UserId};
+use shared::trigger::{Rule, StoredAction};
+use sqlx::PgPool;
+
+/// A trigger as the processor evaluates it.
+#[derive(Debug)]
+pub struct LoadedTrigger {
+    pub id: TriggerId,
+    pub user_id: UserId,
+    pub name: String,
+    pub version: i64,
+    pub rule: Rule,
+    pub cooldown_secs: u64,
+    /// Events with an earlier block time feed aggregates but never fire.
+    pub fires_from: DateTime<Utc>,
+    pub actions: Vec<StoredAction>,
+}
+
+#[derive(sqlx::FromRow)]
+struct TriggerRow {
+    id: TriggerId,
+    user_id: UserId,
+    name: String,
+    version: i64,
+    scope: Value,
+    condition: Option<Value>,
+    cooldown_secs: i64,
+    fires_from: DateTime<Utc>,
+    actions: Value,
+}
+
+impl TriggerRow {
+    fn parse(self) -> Result<LoadedTrigger, String> {
+        let rule = Rule::parse(Some(&self.scope), self.condition.as_ref()).map_err(|e| e.to_string())?;
+        let actions: Vec<StoredAction> = serde_json::from_value(self.actions).map_err(|e| format!("actions: {e}"))?;
+        Ok(LoadedTrigger {
+            id: self.id,
+            user_id: self.user_id,
+            name: self.name,
+            version: self.version,
+            rule,
+            cooldown_secs: u64::try_from(self.cooldown_secs).unwrap_or(0),
+            fires_from: self.fires_from,
+            actions,
+        })
+    }
+}
+
+/// The set of enabled triggers by id.
+#[derive(Default)]
+pub struct TriggerSet {
+    triggers: HashMap<TriggerId, Arc<LoadedTrigger>>,
+}
+
+/// What a refresh changed.
+#[derive(Debug, Default)]
+pub struct Refresh {
+    /// New or changed triggers (their aggregates may need warming).
+    pub changed: Vec<Arc<LoadedTrigger>>,
+    pub removed: usize,
+}
+
+impl Refresh {
+    pub fn is_empty(&self) -> bool {
+        self.changed.is_empty() && self.removed == 0
+    }
+}
+
+impl TriggerSet {
+    pub fn len(&self) -> usize {
+        self.triggers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.triggers.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<LoadedTrigger>> {
+        self.triggers.values()
+    }
+
+    /// Brings the set up to date: only triggers whose version changed are read again.
+    pub async fn refresh(&mut self, pool: &PgPool) -> Result<Refresh, sqlx::Error> {
+        let versions: Vec<(TriggerId, i64)> =
+            sqlx::query_as("SELECT id, version FROM triggers WHERE enabled").fetch_all(pool).await?;
+        let current: HashMap<TriggerId, i64> = versions.into_iter().collect();
+        let before = self.triggers.len();
+        self.triggers.retain(|id, _| current.contains_key(id));
+        let removed = before - self.triggers.len();
+        let stale: Vec<uuid::Uuid> = current
+            .iter()
+            .filter(|(id, version)| self.triggers.get(*id).is_none_or(|t| t.version != **version))
+            .map(|(id, _)| id.0)
+            .collect();
+        let mut refresh = Refresh { changed: Vec::new(), removed };
+        if stale.is_empty() {
+            return Ok(refresh);
+        }
+        let rows: Vec<TriggerRow> = sqlx::query_as(
+            "SELECT t.id, t.user_id, t.name, t.version, t.scope, t.condition, t.cooldown_secs, t.fires_from,
+                    COALESCE(jsonb_agg(jsonb_build_object('id', a.id, 'kind', a.kind, 'config', a.config)
+                                       ORDER BY a.position) FILTER (WHERE a.id IS NOT NULL), '[]'::jsonb) AS actions
+             FROM triggers t LEFT JOIN trigger_actions a ON a.trigger_id = t.id
+             WHERE t.enabled AND t.id = ANY($1)
+             GROUP BY t.id",
+        )
+        .bind(&stale)
+        .fetch_all(pool)
+        .await?;
+        for row in rows {
+            let id = row.id;
+            match row.parse() {
+                Ok(trigger) => {
+                    let trigger = Arc::new(trigger);
+                    self.triggers.insert(id, trigger.clone());
+                    refresh.changed.push(trigger);
+                }
+                Err(reason) => {
+                    // Saved triggers were validated by the same parser; this only happens
+                    // when a row was edited by hand. Skip it, keep the others running.
+                    tracing::error!(trigger.id = %id, %reason, "stored trigger does not parse; skipped");
+                    metrics::counter!("processor_invalid_triggers_total").increment(1);
+                    self.triggers.remove(&id);
+                }
+            }
+        }
+        Ok(refresh)
+    }
+}
