@@ -61,6 +61,11 @@ impl Processor {
         &self.pool
     }
 
+    /// The cursor as last committed by this processor (`None` before its first read).
+    pub fn position(&self) -> Option<Cursor> {
+        self.cursor
+    }
+
     pub fn triggers_loaded(&self) -> usize {
         self.triggers.len()
     }

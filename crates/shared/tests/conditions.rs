@@ -1,5 +1,8 @@
 //! Conditions: parsing (with JSON paths for every fault) and exact evaluation.
 
+// Test code: a panic is how a failure is reported, in helpers as in tests.
+#![allow(clippy::unwrap_used)]
+
 use serde_json::{Value, json};
 use shared::domain::{AgentId, Decimal, EventData, StoredEvent};
 use shared::trigger::{AggregateKind, Per, Rule, TriggerDefinition};

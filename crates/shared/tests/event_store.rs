@@ -1,5 +1,8 @@
 //! Inserting and reading events against a real PostgreSQL.
 
+// Test code: a panic is how a failure is reported, in helpers as in tests.
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use shared::domain::{AgentId, EventData, EventId, FeedbackValue, Hash32, HexBytes, StoredEvent};

@@ -1,5 +1,8 @@
 //! The migrations against a real PostgreSQL.
 
+// Test code: a panic is how a failure is reported, in helpers as in tests.
+#![allow(clippy::unwrap_used)]
+
 use shared::db;
 use testkit::TestDb;
 

@@ -5,6 +5,9 @@
 pub mod database;
 pub mod fixtures;
 pub mod net;
+pub mod proxy;
+pub mod redis_server;
+pub mod wait;
 
 pub use database::TestDb;
 

@@ -77,9 +77,17 @@ pub struct TriggerDefinition {
     pub rule: Rule,
     pub cooldown_secs: u64,
     pub actions: Vec<Action>,
+    /// The condition as the user wrote it (already validated), for storage.
+    condition_source: Option<Value>,
 }
 
 impl TriggerDefinition {
+    /// The scope (normalized) and the condition (as written) to store; parsing them again
+    /// gives this definition's rule.
+    pub fn rule_json(&self) -> (Value, Value) {
+        (self.rule.scope.to_json(), self.condition_source.clone().unwrap_or(Value::Null))
+    }
+
     pub fn parse(value: &Value) -> Result<Self, ValidationErrors> {
         let mut errors = Errors::default();
         let root = Path::root();
@@ -141,7 +149,8 @@ impl TriggerDefinition {
         }
         let definition = match (name, rule, cooldown_secs, actions) {
             (Some(name), Some(rule), Some(cooldown_secs), Some(actions)) => {
-                Some(TriggerDefinition { name, description, enabled, rule, cooldown_secs, actions })
+                let condition_source = object.get("condition").filter(|c| !c.is_null()).cloned();
+                Some(TriggerDefinition { name, description, enabled, rule, cooldown_secs, actions, condition_source })
             }
             _ => None,
         };

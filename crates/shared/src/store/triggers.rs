@@ -1,0 +1,117 @@
+//! Writing triggers and their actions. Every function takes the owner's id, so a query can
+//! never reach another user's trigger by accident.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::PgConnection;
+
+use crate::domain::{ActionId, TriggerId, UserId};
+use crate::trigger::TriggerDefinition;
+
+/// Creates a trigger with its actions, returning their ids in order. `fires_from` defaults
+/// to the moment of creation: events with an earlier block time never fire it.
+pub async fn insert(
+    conn: &mut PgConnection,
+    user: UserId,
+    definition: &TriggerDefinition,
+    fires_from: Option<DateTime<Utc>>,
+) -> Result<(TriggerId, Vec<ActionId>), sqlx::Error> {
+    let id = TriggerId::new_random();
+    let condition: Option<Value> = definition.rule.condition.as_ref().map(|_| definition.rule_json().1);
+    sqlx::query(
+        "INSERT INTO triggers (id, user_id, name, description, enabled, scope, condition, cooldown_secs, fires_from)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, COALESCE($9, now()))",
+    )
+    .bind(id)
+    .bind(user)
+    .bind(&definition.name)
+    .bind(&definition.description)
+    .bind(definition.enabled)
+    .bind(definition.rule_json().0)
+    .bind(condition)
+    .bind(i64::try_from(definition.cooldown_secs).unwrap_or(i64::MAX))
+    .bind(fires_from)
+    .execute(&mut *conn)
+    .await?;
+    let mut action_ids = Vec::with_capacity(definition.actions.len());
+    for (position, action) in definition.actions.iter().enumerate() {
+        let action_id = ActionId::new_random();
+        sqlx::query(
+            "INSERT INTO trigger_actions (id, trigger_id, position, kind, config, secrets)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(action_id)
+        .bind(id)
+        .bind(i32::try_from(position).unwrap_or(i32::MAX))
+        .bind(action.kind().as_str())
+        .bind(action.public_config())
+        .bind(action.secrets())
+        .execute(&mut *conn)
+        .await?;
+        action_ids.push(action_id);
+    }
+    Ok((id, action_ids))
+}
+
+/// Enables or disables a trigger. Enabling moves `fires_from` to now (or the given time), so
+/// events from while it was disabled never fire it. Returns `false` when the user has no
+/// such trigger.
+pub async fn set_enabled(
+    conn: &mut PgConnection,
+    user: UserId,
+    trigger: TriggerId,
+    enabled: bool,
+    fires_from: Option<DateTime<Utc>>,
+) -> Result<bool, sqlx::Error> {
+    let result = sqlx::query(
+        "UPDATE triggers
+         SET enabled = $3,
+             fires_from = CASE WHEN $3 AND NOT enabled THEN COALESCE($4, now()) ELSE fires_from END,
+             version = version + 1, updated_at = now()
+         WHERE id = $2 AND user_id = $1",
+    )
+    .bind(user)
+    .bind(trigger)
+    .bind(enabled)
+    .bind(fires_from)
+    .execute(conn)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Replaces a trigger's scope, condition, cooldown, name and description (its actions stay).
+pub async fn update_rule(
+    conn: &mut PgConnection,
+    user: UserId,
+    trigger: TriggerId,
+    definition: &TriggerDefinition,
+) -> Result<bool, sqlx::Error> {
+    let (scope, condition) = definition.rule_json();
+    let condition = definition.rule.condition.as_ref().map(|_| condition);
+    let result = sqlx::query(
+        "UPDATE triggers
+         SET name = $3, description = $4, scope = $5, condition = $6, cooldown_secs = $7,
+             version = version + 1, updated_at = now()
+         WHERE id = $2 AND user_id = $1",
+    )
+    .bind(user)
+    .bind(trigger)
+    .bind(&definition.name)
+    .bind(&definition.description)
+    .bind(scope)
+    .bind(condition)
+    .bind(i64::try_from(definition.cooldown_secs).unwrap_or(i64::MAX))
+    .execute(conn)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Deletes a trigger with everything that hangs off it.
+pub async fn delete(conn: &mut PgConnection, user: UserId, trigger: TriggerId) -> Result<bool, sqlx::Error> {
+    let result = sqlx::query("DELETE FROM triggers WHERE id = $2 AND user_id = $1")
+        .bind(user)
+        .bind(trigger)
+        .execute(conn)
+        .await?;
+    Ok(result.rows_affected() == 1)
+}
