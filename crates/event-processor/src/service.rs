@@ -65,7 +65,11 @@ pub async fn run(pool: PgPool, redis: RedisHandle, settings: Settings) {
 }
 
 /// Becomes the leader, then processes until something fails.
-async fn lead(pool: &PgPool, settings: &Settings, wake_relay: &Notify) -> Result<(), Box<dyn std::error::Error>> {
+async fn lead(
+    pool: &PgPool,
+    settings: &Settings,
+    wake_relay: &Notify,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let mut lock_conn = PgConnection::connect_with(&pool.connect_options()).await?;
     loop {
         let acquired: bool =
