@@ -19,7 +19,7 @@ pub struct Cursor {
 
 #[derive(sqlx::FromRow)]
 pub struct CursorRow {
-    pub tx_xid: String,
+    pub cursor_xid: String,
     #[sqlx(flatten)]
     pub event: EventRow,
 }
@@ -55,9 +55,9 @@ pub async fn load(pool: &PgPool) -> Result<Cursor, CursorError> {
 /// Up to `limit` events after `cursor` whose transactions are settled.
 pub async fn read_batch(pool: &PgPool, cursor: Cursor, limit: usize) -> Result<Vec<(Cursor, EventRow)>, CursorError> {
     let sql = format!(
-        "SELECT tx_xid::text AS tx_xid, {SELECT_COLUMNS} FROM events
+        "SELECT tx_xid::text AS cursor_xid, {SELECT_COLUMNS} FROM events
          WHERE (tx_xid, id) > ($1::text::xid8, $2)
-           AND tx_xid < pg_snapshot_xmin(pg_current_snapshot())
+           AND tx_xid < (SELECT pg_snapshot_xmin(pg_current_snapshot()))
          ORDER BY tx_xid, id
          LIMIT $3"
     );
@@ -69,7 +69,7 @@ pub async fn read_batch(pool: &PgPool, cursor: Cursor, limit: usize) -> Result<V
         .await?;
     rows.into_iter()
         .map(|row| {
-            let position = Cursor { xid: parse_xid(&row.tx_xid)?, id: row.event.id() };
+            let position = Cursor { xid: parse_xid(&row.cursor_xid)?, id: row.event.id() };
             Ok((position, row.event))
         })
         .collect()

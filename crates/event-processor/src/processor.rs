@@ -1,8 +1,12 @@
 //! The batch loop: read settled events after the cursor, evaluate them, and commit state,
 //! cooldowns, outbox rows and the new cursor in one transaction.
 
+use std::sync::Arc;
+
 use shared::domain::StoredEvent;
 use sqlx::PgPool;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 
 use crate::config::Settings;
 use crate::cursor::{self, Cursor, CursorError};
@@ -22,6 +26,43 @@ pub enum ProcessError {
     Database(#[from] sqlx::Error),
     #[error(transparent)]
     Cursor(#[from] CursorError),
+    #[error("the batch reader failed: {0}")]
+    Reader(String),
+}
+
+/// A batch as read: the events that parsed, and where it ends.
+struct ParsedBatch {
+    events: Vec<StoredEvent>,
+    read: usize,
+    malformed: usize,
+    last: Option<Cursor>,
+}
+
+/// Reads and parses the batch after `from`. A row that does not parse is skipped and
+/// counted: one bad row must not stop the others.
+async fn read_parsed(pool: &PgPool, from: Cursor, limit: usize) -> Result<ParsedBatch, ProcessError> {
+    let rows = cursor::read_batch(pool, from, limit).await?;
+    let last = rows.last().map(|(position, _)| *position);
+    let read = rows.len();
+    let mut malformed = 0;
+    let mut events = Vec::with_capacity(rows.len());
+    for (_, row) in rows {
+        let id = row.id();
+        match StoredEvent::try_from(row) {
+            Ok(event) => events.push(event),
+            Err(err) => {
+                tracing::error!(event.id = id, error = %err, "skipping a malformed event");
+                metrics::counter!("processor_malformed_events_total").increment(1);
+                malformed += 1;
+            }
+        }
+    }
+    Ok(ParsedBatch { events, read, malformed, last })
+}
+
+fn spawn_read(pool: &PgPool, from: Cursor, limit: usize) -> JoinHandle<Result<ParsedBatch, ProcessError>> {
+    let pool = pool.clone();
+    tokio::spawn(async move { read_parsed(&pool, from, limit).await })
 }
 
 /// What one batch did.
@@ -42,6 +83,8 @@ pub struct Processor {
     states: StateCache,
     cooldowns: CooldownCache,
     cursor: Option<Cursor>,
+    /// Woken after a commit that enqueued jobs (the relay).
+    on_jobs: Option<Arc<Notify>>,
 }
 
 impl Processor {
@@ -54,7 +97,14 @@ impl Processor {
             states: StateCache::default(),
             cooldowns: CooldownCache::default(),
             cursor: None,
+            on_jobs: None,
         }
+    }
+
+    /// Wakes `notify` whenever a committed batch enqueued jobs.
+    pub fn wake_on_jobs(mut self, notify: Arc<Notify>) -> Self {
+        self.on_jobs = Some(notify);
+        self
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -132,24 +182,17 @@ impl Processor {
     /// Processes one batch. Returns what it did; `events == 0` means it is caught up.
     pub async fn process_batch(&mut self) -> Result<BatchReport, ProcessError> {
         let from = self.cursor().await?;
-        let rows = cursor::read_batch(&self.pool, from, self.settings.batch_size).await?;
-        let Some(to) = rows.last().map(|(position, _)| *position) else {
+        let batch = read_parsed(&self.pool, from, self.settings.batch_size).await?;
+        self.process(from, batch).await
+    }
+
+    /// Evaluates one read batch and commits everything it decided with the new cursor.
+    async fn process(&mut self, from: Cursor, batch: ParsedBatch) -> Result<BatchReport, ProcessError> {
+        let Some(to) = batch.last else {
             return Ok(BatchReport::default());
         };
-        let mut report = BatchReport { events: rows.len(), ..BatchReport::default() };
-        let mut events = Vec::with_capacity(rows.len());
-        for (_, row) in rows {
-            let id = row.id();
-            match StoredEvent::try_from(row) {
-                Ok(event) => events.push(event),
-                Err(err) => {
-                    // One bad row must not stop the others; it is skipped and counted.
-                    tracing::error!(event.id = id, error = %err, "skipping a malformed event");
-                    metrics::counter!("processor_malformed_events_total").increment(1);
-                    report.malformed += 1;
-                }
-            }
-        }
+        let events = batch.events;
+        let mut report = BatchReport { events: batch.read, malformed: batch.malformed, ..BatchReport::default() };
 
         let (state_keys, cooldown_keys) = keys_needed(&self.index, &events);
         self.states.prefetch(&self.pool, state_keys).await?;
@@ -173,6 +216,11 @@ impl Processor {
             return Err(err);
         }
         self.cursor = Some(to);
+        if !decisions.outbox.is_empty()
+            && let Some(wake) = &self.on_jobs
+        {
+            wake.notify_one();
+        }
         if self.states.len() > MAX_CACHED_STATES {
             self.states.clear();
         }
@@ -200,15 +248,31 @@ impl Processor {
         Ok(())
     }
 
-    /// Processes batches until no settled event is left. Returns the totals.
+    /// Processes batches until no settled event is left. Returns the totals. The next batch
+    /// is read (and parsed, on another task) while the current one is evaluated and
+    /// committed.
     pub async fn catch_up(&mut self) -> Result<BatchReport, ProcessError> {
         let mut total = BatchReport::default();
+        let mut from = self.cursor().await?;
+        let mut next = spawn_read(&self.pool, from, self.settings.batch_size);
         loop {
-            let report = self.process_batch().await?;
-            if report.events == 0 {
+            let batch = match next.await {
+                Ok(read) => read?,
+                Err(join) => return Err(ProcessError::Reader(join.to_string())),
+            };
+            let Some(to) = batch.last else {
                 self.record_lag().await;
                 return Ok(total);
-            }
+            };
+            next = spawn_read(&self.pool, to, self.settings.batch_size);
+            let report = match self.process(from, batch).await {
+                Ok(report) => report,
+                Err(err) => {
+                    next.abort();
+                    return Err(err);
+                }
+            };
+            from = to;
             total.events += report.events;
             total.malformed += report.malformed;
             total.fires += report.fires;

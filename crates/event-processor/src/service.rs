@@ -68,7 +68,7 @@ pub async fn run(pool: PgPool, redis: RedisHandle, settings: Settings) {
 async fn lead(
     pool: &PgPool,
     settings: &Settings,
-    wake_relay: &Notify,
+    wake_relay: &Arc<Notify>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let mut lock_conn = PgConnection::connect_with(&pool.connect_options()).await?;
     loop {
@@ -83,7 +83,7 @@ async fn lead(
     let mut listener = PgListener::connect_with(pool).await?;
     listener.listen_all(["new_event", "trigger_changed"]).await?;
 
-    let mut processor = Processor::new(pool.clone(), settings.clone());
+    let mut processor = Processor::new(pool.clone(), settings.clone()).wake_on_jobs(wake_relay.clone());
     processor.refresh_triggers().await?;
     let mut last_refresh = Instant::now();
     let mut triggers_dirty = false;
@@ -94,9 +94,6 @@ async fn lead(
             triggers_dirty = false;
         }
         let report = processor.catch_up().await?;
-        if report.jobs > 0 {
-            wake_relay.notify_one();
-        }
         if report.events > 0 {
             tracing::debug!(events = report.events, fires = report.fires, "caught up");
         }

@@ -95,7 +95,7 @@ async fn history(
     // Bound the replay per agent, unless some aggregate spans the whole trigger.
     let partition = if aggregates.iter().any(|a| a.per == Per::Trigger) { "0" } else { "chain_id, agent_id" };
     let sql = format!(
-        "SELECT tx_xid::text AS tx_xid, {SELECT_COLUMNS} FROM (
+        "SELECT tx_xid::text AS cursor_xid, {SELECT_COLUMNS} FROM (
             SELECT e.*, row_number() OVER (PARTITION BY {partition} ORDER BY tx_xid DESC, id DESC) AS rn
             FROM events e
             WHERE NOT removed

@@ -91,7 +91,7 @@ impl Bench {
     /// Whether the processor's cursor is at or past every committed event.
     pub async fn is_settled(&self, processor: &Processor) -> bool {
         let newest: Option<(String, i64)> =
-            sqlx::query_as("SELECT tx_xid::text, id FROM events ORDER BY tx_xid DESC, id DESC LIMIT 1")
+            sqlx::query_as("SELECT tx_xid::text AS xid, id FROM events ORDER BY events.tx_xid DESC, id DESC LIMIT 1")
                 .fetch_optional(&self.db.pool)
                 .await
                 .expect("newest event");

@@ -1,0 +1,230 @@
+//! Processor benchmark: sustained events/s from the events table to Redis with 10,000
+//! enabled triggers (1,000 stateful, about 1% of events firing), the machine's limit for
+//! the same path without matching, and commit-to-XADD latency at 500 events/s.
+//!
+//! `cargo bench -p event-processor --bench processor` (against the machine's PostgreSQL and
+//! Redis, in a database and key prefix of its own).
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use event_processor::cursor::{self, Cursor};
+use event_processor::{Processor, Relay, Settings};
+use redis::AsyncCommands;
+use serde_json::json;
+use shared::domain::{EventId, StoredEvent};
+use shared::job::{STREAM_FIELD, stream_key};
+use shared::redis::RedisHandle;
+use shared::store;
+use shared::trigger::{ActionKind, TriggerDefinition};
+use testkit::TestDb;
+use testkit::fixtures::feedback;
+
+const TRIGGERS: u64 = 10_000;
+const STATEFUL: u64 = 1_000;
+const EVENTS: u64 = 100_000;
+const LATENCY_RATE: u64 = 500;
+const LATENCY_SECS: u64 = 10;
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+async fn create_triggers(db: &TestDb) -> BTreeSet<i64> {
+    let mut conn = db.pool.acquire().await.expect("connection");
+    let user = store::users::insert(&mut conn, "bench@example.com", "x").await.expect("user");
+    let mut tx = db.pool.begin().await.expect("transaction");
+    for i in 0..TRIGGERS {
+        // Each trigger watches one agent; 1 in 10 keeps an EMA.
+        let condition = if i < STATEFUL {
+            json!({"all": [
+                {"ema": {"field": "value", "window": 10, "as": "e"}, "op": "gte", "value": 0},
+                {"field": "value", "op": "lt", "value": 1}
+            ]})
+        } else {
+            json!({"field": "value", "op": "lt", "value": 1})
+        };
+        let definition = TriggerDefinition::parse(&json!({
+            "name": format!("bench {i}"),
+            "scope": {"registry": "reputation", "event_types": ["NewFeedback"], "agent_ids": [i.to_string()]},
+            "condition": condition,
+            "actions": [{"type": "webhook", "url": "https://example.com/hook"}]
+        }))
+        .expect("valid trigger");
+        let from = chrono::DateTime::from_timestamp(946_684_800, 0);
+        store::triggers::insert(&mut tx, user, &definition, from).await.expect("insert trigger");
+    }
+    // One more trigger for the latency phase: every event tagged "latency" fires it.
+    let latency = TriggerDefinition::parse(&json!({
+        "name": "latency",
+        "scope": {"event_types": ["NewFeedback"]},
+        "condition": {"field": "tag1", "op": "eq", "value": "latency"},
+        "actions": [{"type": "webhook", "url": "https://example.com/hook"}]
+    }))
+    .expect("valid trigger");
+    let from = chrono::DateTime::from_timestamp(946_684_800, 0);
+    store::triggers::insert(&mut tx, user, &latency, from).await.expect("insert trigger");
+    tx.commit().await.expect("commit triggers");
+    BTreeSet::new()
+}
+
+/// Inserts the events; returns the ids expected to fire (value 0 => 1% of them).
+async fn insert_events(db: &TestDb) -> BTreeSet<i64> {
+    for chunk in 0..EVENTS / 1_000 {
+        let events: Vec<_> = (0..1_000u64)
+            .map(|i| {
+                let n = chunk * 1_000 + i;
+                // Value 0 for 1 in 100 events; agents spread over the triggers' agents.
+                let value = ((n * 37) % 100) as i128;
+                feedback(1 + chunk, i as u32, (n * 7919) % TRIGGERS, value, 0, "bench")
+            })
+            .collect();
+        let mut conn = db.pool.acquire().await.expect("connection");
+        store::events::insert(&mut conn, &events).await.expect("insert events");
+    }
+    sqlx::query_scalar("SELECT id FROM events WHERE value < 1")
+        .fetch_all(&db.pool)
+        .await
+        .expect("expected firings")
+        .into_iter()
+        .collect()
+}
+
+async fn stream_len(redis: &RedisHandle) -> usize {
+    let mut conn = redis.connection().await.expect("redis");
+    conn.xlen(stream_key(redis.config(), ActionKind::Webhook)).await.expect("XLEN")
+}
+
+/// The path without matching: read the same batches, parse them, XADD one job per
+/// expected firing.
+async fn limit(db: &TestDb, redis: &RedisHandle, expected: &BTreeSet<i64>, batch: usize) -> (Duration, usize) {
+    let key = redis.config().key("limit:jobs");
+    let mut conn = redis.connection().await.expect("redis");
+    let started = Instant::now();
+    let mut position = Cursor::default();
+    let mut pushed = 0;
+    loop {
+        let rows = cursor::read_batch(&db.pool, position, batch).await.expect("read");
+        let Some(last) = rows.last().map(|(c, _)| *c) else { break };
+        position = last;
+        let mut pipe = redis::pipe();
+        for (_, row) in rows {
+            let event = StoredEvent::try_from(row).expect("event");
+            if expected.contains(&event.id.0) {
+                let job = json!({"job_id": uuid::Uuid::new_v4(), "event": event});
+                pipe.cmd("XADD").arg(&key).arg("*").arg(STREAM_FIELD).arg(job.to_string()).ignore();
+                pushed += 1;
+            }
+        }
+        pipe.query_async::<()>(&mut conn).await.expect("XADD");
+    }
+    (started.elapsed(), pushed)
+}
+
+async fn latency(db: &TestDb, redis: &RedisHandle, settings: Settings) -> Vec<f64> {
+    let service = tokio::spawn(event_processor::service::run(db.pool.clone(), redis.clone(), settings));
+    let before = stream_len(redis).await;
+    // Let the service load its 10,000 triggers and catch up.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut commits: Vec<(i64, f64)> = Vec::new();
+    let per_tick = 10u64;
+    let ticks = LATENCY_RATE * LATENCY_SECS / per_tick;
+    let tick = Duration::from_micros(1_000_000 * per_tick / LATENCY_RATE);
+    let mut next = tokio::time::Instant::now();
+    let base_block = 1_000_000u64;
+    for t in 0..ticks {
+        let events: Vec<_> =
+            (0..per_tick).map(|i| feedback(base_block + t, i as u32, 20_000 + i, 50, 0, "latency")).collect();
+        let mut conn = db.pool.acquire().await.expect("connection");
+        store::events::insert(&mut conn, &events).await.expect("insert");
+        drop(conn);
+        let committed = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs_f64() * 1000.0;
+        commits.push(((base_block + t) as i64, committed));
+        next += tick;
+        tokio::time::sleep_until(next).await;
+    }
+    // Wait for every job, then read XADD times from the stream entry ids (ms).
+    let expected = before + (ticks * per_tick) as usize;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while stream_len(redis).await < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    service.abort();
+    let mut conn = redis.connection().await.expect("redis");
+    let entries: Vec<(String, Vec<(String, String)>)> =
+        conn.xrange_all(stream_key(redis.config(), ActionKind::Webhook)).await.expect("XRANGE");
+    let committed: std::collections::HashMap<i64, f64> = commits.into_iter().collect();
+    let mut latencies = Vec::new();
+    for (id, fields) in entries.into_iter().skip(before) {
+        let added_ms: f64 = id.split('-').next().and_then(|ms| ms.parse().ok()).unwrap_or(f64::NAN);
+        let Some((_, json)) = fields.into_iter().find(|(k, _)| k == STREAM_FIELD) else { continue };
+        let job: shared::job::Job = serde_json::from_str(&json).expect("job");
+        if let Some(at) = committed.get(&(job.event.event.log.block_number as i64)) {
+            latencies.push(added_ms - at);
+        }
+    }
+    latencies.sort_by(f64::total_cmp);
+    latencies
+}
+
+#[tokio::main]
+async fn main() {
+    shared::telemetry::init_telemetry("warn", false);
+    let db = TestDb::new().await;
+    let redis = RedisHandle::new(&testkit::redis_config()).expect("redis");
+    let settings = Settings { poll_interval: Duration::from_millis(100), ..Settings::default() };
+
+    let t = Instant::now();
+    create_triggers(&db).await;
+    let expected = insert_events(&db).await;
+    println!(
+        "setup: {TRIGGERS} triggers ({STATEFUL} stateful), {EVENTS} events, {} expected firings ({:.1?})",
+        expected.len(),
+        t.elapsed()
+    );
+
+    let (limit_time, limit_pushed) = limit(&db, &redis, &expected, settings.batch_size).await;
+    let limit_rate = EVENTS as f64 / limit_time.as_secs_f64();
+
+    let mut processor = Processor::new(db.pool.clone(), settings.clone());
+    let relay = Relay::new(db.pool.clone(), redis.clone(), settings.relay_batch_size);
+    let load = Instant::now();
+    processor.refresh_triggers().await.expect("load triggers");
+    let load_time = load.elapsed();
+    let started = Instant::now();
+    let report = processor.catch_up().await.expect("process");
+    relay.run_once().await.expect("relay");
+    let elapsed = started.elapsed();
+    let rate = report.events as f64 / elapsed.as_secs_f64();
+    let ids: BTreeSet<EventId> = sqlx::query_scalar::<_, i64>("SELECT event_id FROM action_outbox")
+        .fetch_all(&db.pool)
+        .await
+        .expect("outbox")
+        .into_iter()
+        .map(EventId)
+        .collect();
+    assert_eq!(ids.len(), expected.len(), "the processor fired exactly the expected events");
+
+    println!("loading {TRIGGERS} triggers: {load_time:.1?}");
+    println!(
+        "limit (read + parse + XADD {limit_pushed} jobs, no matching): {EVENTS} events in {limit_time:.2?} = {limit_rate:.0} events/s"
+    );
+    println!(
+        "processor (match + state + outbox + cursor, then relay): {} events, {} jobs in {elapsed:.2?} = {rate:.0} events/s",
+        report.events, report.jobs
+    );
+    println!("ratio to the limit: {:.2}", rate / limit_rate);
+
+    let latencies = latency(&db, &redis, settings).await;
+    println!(
+        "commit -> XADD at {LATENCY_RATE} events/s for {LATENCY_SECS} s ({} jobs): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        latencies.len(),
+        percentile(&latencies, 50.0),
+        percentile(&latencies, 99.0),
+        latencies.last().copied().unwrap_or(f64::NAN)
+    );
+}
