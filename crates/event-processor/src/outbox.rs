@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use chrono::Utc;
 use shared::domain::{Decimal, JobId, StoredEvent};
 use shared::job::{Job, JobTrigger};
-use shared::trigger::StoredAction;
+use shared::trigger::{ActionKind, StoredAction};
 use sqlx::PgConnection;
 
 use crate::triggers::LoadedTrigger;
@@ -35,10 +35,19 @@ impl OutboxRow {
     }
 }
 
-/// Inserts the rows; a job id already present is left as it is.
-pub async fn insert(conn: &mut PgConnection, rows: &[OutboxRow]) -> Result<u64, sqlx::Error> {
+/// A committed job on its way to Redis: what the relay pushes.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    pub job_id: uuid::Uuid,
+    pub kind: ActionKind,
+    pub payload: String,
+}
+
+/// Inserts the rows; a job id already present is left as it is. Returns the jobs as
+/// serialized, for handing to the relay once the transaction commits.
+pub async fn insert(conn: &mut PgConnection, rows: &[OutboxRow]) -> Result<Vec<Committed>, sqlx::Error> {
     if rows.is_empty() {
-        return Ok(0);
+        return Ok(Vec::new());
     }
     let mut jobs = Vec::with_capacity(rows.len());
     let mut triggers = Vec::with_capacity(rows.len());
@@ -55,7 +64,7 @@ pub async fn insert(conn: &mut PgConnection, rows: &[OutboxRow]) -> Result<u64, 
         kinds.push(job.kind().as_str());
         payloads.push(serde_json::to_string(job).unwrap_or_else(|_| "{}".to_owned()));
     }
-    let result = sqlx::query(
+    sqlx::query(
         "INSERT INTO action_outbox (job_id, trigger_id, action_id, event_id, kind, payload)
          SELECT j, t, a, e, k, p::jsonb
          FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::int8[], $5::text[], $6::text[]) AS u(j, t, a, e, k, p)
@@ -69,5 +78,9 @@ pub async fn insert(conn: &mut PgConnection, rows: &[OutboxRow]) -> Result<u64, 
     .bind(&payloads)
     .execute(conn)
     .await?;
-    Ok(result.rows_affected())
+    Ok(rows
+        .iter()
+        .zip(payloads)
+        .map(|(row, payload)| Committed { job_id: row.job.job_id.0, kind: row.job.kind(), payload })
+        .collect())
 }

@@ -1,18 +1,16 @@
 //! The batch loop: read settled events after the cursor, evaluate them, and commit state,
 //! cooldowns, outbox rows and the new cursor in one transaction.
 
-use std::sync::Arc;
-
 use shared::domain::StoredEvent;
 use sqlx::PgPool;
-use tokio::sync::Notify;
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::config::Settings;
 use crate::cursor::{self, Cursor, CursorError};
 use crate::evaluate::{Decisions, evaluate, keys_needed};
 use crate::matcher::TriggerIndex;
-use crate::outbox;
+use crate::outbox::{self, Committed};
 use crate::state::{CooldownCache, StateCache};
 use crate::triggers::TriggerSet;
 use crate::warm;
@@ -83,8 +81,9 @@ pub struct Processor {
     states: StateCache,
     cooldowns: CooldownCache,
     cursor: Option<Cursor>,
-    /// Woken after a commit that enqueued jobs (the relay).
-    on_jobs: Option<Arc<Notify>>,
+    /// Receives the jobs of every committed batch (the relay's fast path).
+    hand_off: Option<mpsc::UnboundedSender<Vec<Committed>>>,
+    lag_measured: Option<std::time::Instant>,
 }
 
 impl Processor {
@@ -97,13 +96,15 @@ impl Processor {
             states: StateCache::default(),
             cooldowns: CooldownCache::default(),
             cursor: None,
-            on_jobs: None,
+            hand_off: None,
+            lag_measured: None,
         }
     }
 
-    /// Wakes `notify` whenever a committed batch enqueued jobs.
-    pub fn wake_on_jobs(mut self, notify: Arc<Notify>) -> Self {
-        self.on_jobs = Some(notify);
+    /// Sends the jobs of every committed batch to `relay`, which pushes them without reading
+    /// them back. (Rows it never gets, say after a crash, are found in the outbox.)
+    pub fn hand_off_to(mut self, relay: mpsc::UnboundedSender<Vec<Committed>>) -> Self {
+        self.hand_off = Some(relay);
         self
     }
 
@@ -209,17 +210,20 @@ impl Processor {
             );
         }
 
-        let committed = self.commit(from, to, &decisions).await;
-        if let Err(err) = committed {
-            // The caches hold changes that did not commit.
-            self.reset();
-            return Err(err);
-        }
+        let committed = match self.commit(from, to, &decisions).await {
+            Ok(committed) => committed,
+            Err(err) => {
+                // The caches hold changes that did not commit.
+                self.reset();
+                return Err(err);
+            }
+        };
         self.cursor = Some(to);
-        if !decisions.outbox.is_empty()
-            && let Some(wake) = &self.on_jobs
+        if !committed.is_empty()
+            && let Some(relay) = &self.hand_off
         {
-            wake.notify_one();
+            // A relay that went away only loses the fast path.
+            let _ = relay.send(committed);
         }
         if self.states.len() > MAX_CACHED_STATES {
             self.states.clear();
@@ -238,14 +242,19 @@ impl Processor {
         Ok(report)
     }
 
-    async fn commit(&mut self, from: Cursor, to: Cursor, decisions: &Decisions) -> Result<(), ProcessError> {
+    async fn commit(
+        &mut self,
+        from: Cursor,
+        to: Cursor,
+        decisions: &Decisions,
+    ) -> Result<Vec<Committed>, ProcessError> {
         let mut tx = self.pool.begin().await?;
         self.states.flush(&mut tx).await?;
         self.cooldowns.flush(&mut tx).await?;
-        outbox::insert(&mut tx, &decisions.outbox).await?;
+        let committed = outbox::insert(&mut tx, &decisions.outbox).await?;
         cursor::advance(&mut tx, from, to).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(committed)
     }
 
     /// Processes batches until no settled event is left. Returns the totals. The next batch
@@ -281,8 +290,13 @@ impl Processor {
         }
     }
 
-    async fn record_lag(&self) {
+    async fn record_lag(&mut self) {
         let Some(cursor) = self.cursor else { return };
+        // Once a second at most: it is a metric, not part of processing.
+        if self.lag_measured.is_some_and(|at| at.elapsed() < std::time::Duration::from_secs(1)) {
+            return;
+        }
+        self.lag_measured = Some(std::time::Instant::now());
         let newest: Result<Option<i64>, _> =
             sqlx::query_scalar("SELECT max(id) FROM events").fetch_one(&self.pool).await;
         if let Ok(Some(newest)) = newest {

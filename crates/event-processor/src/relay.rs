@@ -10,7 +10,11 @@ use shared::job::{STREAM_FIELD, stream_key};
 use shared::redis::RedisHandle;
 use shared::trigger::ActionKind;
 use sqlx::PgPool;
+use std::time::Duration;
+
 use uuid::Uuid;
+
+use crate::outbox::Committed;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
@@ -26,30 +30,113 @@ pub struct Relay {
     pool: PgPool,
     redis: RedisHandle,
     batch_size: usize,
+    /// When the outbox gauge was last measured (at most once a second, off the hot path).
+    gauge_measured: std::sync::Mutex<Option<std::time::Instant>>,
+    /// The Redis run id that every dispatched row is known to be in; `None` until checked.
+    settled_run_id: std::sync::Mutex<Option<String>>,
 }
 
 impl Relay {
     pub fn new(pool: PgPool, redis: RedisHandle, batch_size: usize) -> Self {
-        Self { pool, redis, batch_size: batch_size.max(1) }
+        Self {
+            pool,
+            redis,
+            batch_size: batch_size.max(1),
+            gauge_measured: std::sync::Mutex::new(None),
+            settled_run_id: std::sync::Mutex::new(None),
+        }
     }
 
     /// Pushes every row that is pending, or was dispatched to a Redis that has since
     /// restarted. Returns how many were pushed.
     pub async fn run_once(&self) -> Result<usize, RelayError> {
+        self.sweep(Duration::ZERO).await
+    }
+
+    /// Like [`Relay::run_once`], but leaves pending rows younger than `min_age` to the fast
+    /// path ([`Relay::push_committed`]), which is about to push them.
+    pub async fn sweep(&self, min_age: Duration) -> Result<usize, RelayError> {
         let mut conn = self.redis.connection().await?;
         let run_id = run_id(&mut conn).await?;
+        let known = self.settled_run_id.lock().ok().and_then(|id| id.clone());
+        let mut pushed = 0;
+        if known.as_deref() != Some(run_id.as_str()) {
+            // First run, or Redis restarted: whatever it held is gone.
+            pushed += self.push_rows(&mut conn, &run_id, Selection::DispatchedElsewhere, min_age).await?;
+            if let Ok(mut settled) = self.settled_run_id.lock() {
+                *settled = Some(run_id.clone());
+            }
+        }
+        pushed += self.push_rows(&mut conn, &run_id, Selection::Pending, min_age).await?;
+        self.measure_outbox().await;
+        Ok(pushed)
+    }
+
+    /// The fast path: pushes jobs just committed by the processor, without reading them
+    /// back, then marks their rows dispatched.
+    pub async fn push_committed(&self, jobs: &[Committed]) -> Result<usize, RelayError> {
+        if jobs.is_empty() {
+            return Ok(0);
+        }
+        let mut conn = self.redis.connection().await?;
+        let run_id = run_id(&mut conn).await?;
+        let mut pipe = redis::pipe();
+        for job in jobs {
+            pipe.cmd("XADD")
+                .arg(stream_key(self.redis.config(), job.kind))
+                .arg("*")
+                .arg(STREAM_FIELD)
+                .arg(&job.payload)
+                .ignore();
+        }
+        pipe.query_async::<()>(&mut conn).await?;
+        let ids: Vec<Uuid> = jobs.iter().map(|j| j.job_id).collect();
+        self.mark_dispatched(&ids, &run_id).await?;
+        metrics::counter!("relay_jobs_pushed_total").increment(jobs.len() as u64);
+        Ok(jobs.len())
+    }
+
+    async fn mark_dispatched(&self, ids: &[Uuid], run_id: &str) -> Result<(), RelayError> {
+        sqlx::query(
+            "UPDATE action_outbox SET status = 'dispatched', dispatch_run_id = $2, dispatched_at = now(), updated_at = now()
+             WHERE job_id = ANY($1) AND status IN ('pending', 'dispatched')",
+        )
+        .bind(ids)
+        .bind(run_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn push_rows(
+        &self,
+        conn: &mut ConnectionManager,
+        run_id: &str,
+        selection: Selection,
+        min_age: Duration,
+    ) -> Result<usize, RelayError> {
+        let query = match selection {
+            Selection::Pending => {
+                "SELECT job_id, kind, payload::text FROM action_outbox
+                 WHERE status = 'pending' AND created_at <= now() - make_interval(secs => $3) AND $1::text IS NOT NULL
+                 ORDER BY created_at, job_id
+                 LIMIT $2"
+            }
+            Selection::DispatchedElsewhere => {
+                "SELECT job_id, kind, payload::text FROM action_outbox
+                 WHERE status = 'dispatched' AND dispatch_run_id IS DISTINCT FROM $1 AND $3 >= 0
+                 ORDER BY created_at, job_id
+                 LIMIT $2"
+            }
+        };
         let mut pushed = 0;
         loop {
-            let rows: Vec<(Uuid, String, String)> = sqlx::query_as(
-                "SELECT job_id, kind, payload::text FROM action_outbox
-                 WHERE status = 'pending' OR (status = 'dispatched' AND dispatch_run_id IS DISTINCT FROM $1)
-                 ORDER BY created_at, job_id
-                 LIMIT $2",
-            )
-            .bind(&run_id)
-            .bind(i64::try_from(self.batch_size).unwrap_or(500))
-            .fetch_all(&self.pool)
-            .await?;
+            let rows: Vec<(Uuid, String, String)> = sqlx::query_as(query)
+                .bind(run_id)
+                .bind(i64::try_from(self.batch_size).unwrap_or(500))
+                .bind(min_age.as_secs_f64())
+                .fetch_all(&self.pool)
+                .await?;
             if rows.is_empty() {
                 break;
             }
@@ -63,21 +150,25 @@ impl Relay {
                     .arg(payload)
                     .ignore();
             }
-            pipe.query_async::<()>(&mut conn).await?;
+            pipe.query_async::<()>(conn).await?;
             let ids: Vec<Uuid> = rows.iter().map(|r| r.0).collect();
-            sqlx::query(
-                "UPDATE action_outbox SET status = 'dispatched', dispatch_run_id = $2, dispatched_at = now(), updated_at = now()
-                 WHERE job_id = ANY($1) AND status IN ('pending', 'dispatched')",
-            )
-            .bind(&ids)
-            .bind(&run_id)
-            .execute(&self.pool)
-            .await?;
+            self.mark_dispatched(&ids, run_id).await?;
             pushed += rows.len();
             metrics::counter!("relay_jobs_pushed_total").increment(rows.len() as u64);
             if rows.len() < self.batch_size {
                 break;
             }
+        }
+        Ok(pushed)
+    }
+
+    async fn measure_outbox(&self) {
+        {
+            let Ok(mut last) = self.gauge_measured.lock() else { return };
+            if last.is_some_and(|at| at.elapsed() < std::time::Duration::from_secs(1)) {
+                return;
+            }
+            *last = Some(std::time::Instant::now());
         }
         let unfinished: Result<i64, _> =
             sqlx::query_scalar("SELECT count(*) FROM action_outbox WHERE status IN ('pending', 'dispatched')")
@@ -86,8 +177,13 @@ impl Relay {
         if let Ok(n) = unfinished {
             metrics::gauge!("processor_outbox_unfinished").set(n as f64);
         }
-        Ok(pushed)
     }
+}
+
+#[derive(Clone, Copy)]
+enum Selection {
+    Pending,
+    DispatchedElsewhere,
 }
 
 /// The run id of the Redis server: it changes whenever Redis restarts.

@@ -1,16 +1,16 @@
 //! The running service: leadership, wake-ups, the batch loop and the relay, with back-off
 //! while PostgreSQL or Redis is away.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shared::redis::RedisHandle;
 use sqlx::postgres::PgListener;
 use sqlx::{Connection, PgConnection, PgPool};
-use tokio::sync::Notify;
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::config::Settings;
+use crate::outbox::Committed;
 use crate::processor::Processor;
 use crate::relay::Relay;
 
@@ -19,6 +19,10 @@ const LEADER_LOCK: i64 = 8_004_003;
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// Triggers are re-read this often even without a `trigger_changed` notification.
 const TRIGGER_REFRESH: Duration = Duration::from_secs(5);
+/// How often the relay looks for outbox rows the fast path did not push.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// Pending rows younger than this are left to the fast path.
+const SWEEP_MIN_AGE: Duration = Duration::from_secs(2);
 
 struct AbortOnDrop(JoinHandle<()>);
 
@@ -47,14 +51,12 @@ impl Backoff {
 
 /// Runs until the future is dropped.
 pub async fn run(pool: PgPool, redis: RedisHandle, settings: Settings) {
-    let wake_relay = Arc::new(Notify::new());
-    let _relay = AbortOnDrop(tokio::spawn(relay_loop(
-        Relay::new(pool.clone(), redis, settings.relay_batch_size),
-        wake_relay.clone(),
-    )));
+    let (hand_off, committed) = mpsc::unbounded_channel();
+    let _relay =
+        AbortOnDrop(tokio::spawn(relay_loop(Relay::new(pool.clone(), redis, settings.relay_batch_size), committed)));
     let mut backoff = Backoff::new();
     loop {
-        match lead(&pool, &settings, &wake_relay).await {
+        match lead(&pool, &settings, &hand_off).await {
             Ok(()) => backoff.reset(),
             Err(err) => {
                 tracing::warn!(error = %anyhow_chain(&*err), "processor paused; retrying");
@@ -68,7 +70,7 @@ pub async fn run(pool: PgPool, redis: RedisHandle, settings: Settings) {
 async fn lead(
     pool: &PgPool,
     settings: &Settings,
-    wake_relay: &Arc<Notify>,
+    hand_off: &mpsc::UnboundedSender<Vec<Committed>>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let mut lock_conn = PgConnection::connect_with(&pool.connect_options()).await?;
     loop {
@@ -83,7 +85,7 @@ async fn lead(
     let mut listener = PgListener::connect_with(pool).await?;
     listener.listen_all(["new_event", "trigger_changed"]).await?;
 
-    let mut processor = Processor::new(pool.clone(), settings.clone()).wake_on_jobs(wake_relay.clone());
+    let mut processor = Processor::new(pool.clone(), settings.clone()).hand_off_to(hand_off.clone());
     processor.refresh_triggers().await?;
     let mut last_refresh = Instant::now();
     let mut triggers_dirty = false;
@@ -113,19 +115,30 @@ async fn lead(
     }
 }
 
-async fn relay_loop(relay: Relay, wake: Arc<Notify>) {
+/// Pushes what the processor hands over as soon as it arrives; every second, sweeps the
+/// outbox for rows the fast path never got (a crash, a Redis restart).
+async fn relay_loop(relay: Relay, mut committed: mpsc::UnboundedReceiver<Vec<Committed>>) {
     let mut backoff = Backoff::new();
+    let mut next_sweep = Instant::now();
     loop {
-        match relay.run_once().await {
-            Ok(_) => {
-                backoff.reset();
-                tokio::select! {
-                    _ = wake.notified() => {}
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
+        let result = if Instant::now() >= next_sweep {
+            next_sweep = Instant::now() + SWEEP_INTERVAL;
+            relay.sweep(SWEEP_MIN_AGE).await
+        } else {
+            tokio::select! {
+                jobs = committed.recv() => match jobs {
+                    Some(jobs) => relay.push_committed(&jobs).await,
+                    None => return,
+                },
+                _ = tokio::time::sleep_until(next_sweep.into()) => continue,
             }
+        };
+        match result {
+            Ok(_) => backoff.reset(),
             Err(err) => {
                 tracing::warn!(error = %anyhow_chain(&err), "relay paused; retrying");
+                // Whatever was handed over is in the outbox: the sweep will find it.
+                next_sweep = Instant::now();
                 backoff.wait().await;
             }
         }
