@@ -2,12 +2,14 @@
 //! their conditions, apply history and cooldown rules, and produce outbox rows.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 use shared::domain::StoredEvent;
 
 use crate::matcher::TriggerIndex;
 use crate::outbox::OutboxRow;
 use crate::state::{CooldownCache, CooldownKey, StateCache, StateKey};
+use crate::triggers::LoadedTrigger;
 
 /// What evaluating a batch decided.
 #[derive(Debug, Default)]
@@ -17,21 +19,36 @@ pub struct Decisions {
     pub suppressed: u64,
 }
 
-/// The state rows and cooldowns that evaluating `events` will touch, to load them in bulk.
-pub fn keys_needed(index: &TriggerIndex, events: &[StoredEvent]) -> (HashSet<StateKey>, HashSet<CooldownKey>) {
-    let mut states = HashSet::new();
-    let mut cooldowns = HashSet::new();
-    for event in events.iter().filter(|e| !e.removed) {
-        for trigger in index.candidates(event).filter(|t| t.rule.scope.matches(event)) {
+/// A batch prepared for evaluation: for each event, the triggers whose scope it matches,
+/// and the state rows and cooldowns evaluating it will touch (to load them in bulk). Pure
+/// computation, so it can run on another core while the previous batch commits.
+#[derive(Default)]
+pub struct Plan {
+    pub candidates: Vec<Vec<Arc<LoadedTrigger>>>,
+    pub state_keys: HashSet<StateKey>,
+    pub cooldown_keys: HashSet<CooldownKey>,
+}
+
+pub fn plan(index: &TriggerIndex, events: &[StoredEvent]) -> Plan {
+    let mut plan = Plan { candidates: Vec::with_capacity(events.len()), ..Plan::default() };
+    for event in events {
+        // A log dropped by a reorg is not part of the chain: it neither feeds nor fires.
+        if event.removed {
+            plan.candidates.push(Vec::new());
+            continue;
+        }
+        let matching: Vec<_> = index.candidates(event).filter(|t| t.rule.scope.matches(event)).cloned().collect();
+        for trigger in &matching {
             for aggregate in &trigger.rule.aggregates {
-                states.insert((trigger.id, aggregate.id.clone(), aggregate.per.key(event)));
+                plan.state_keys.insert((trigger.id, aggregate.id.clone(), aggregate.per.key(event)));
             }
             if trigger.cooldown_secs > 0 {
-                cooldowns.insert((trigger.id, agent_key(event)));
+                plan.cooldown_keys.insert((trigger.id, agent_key(event)));
             }
         }
+        plan.candidates.push(matching);
     }
-    (states, cooldowns)
+    plan
 }
 
 /// The cooldown key of an event: its chain and agent.
@@ -39,23 +56,17 @@ pub fn agent_key(event: &StoredEvent) -> String {
     format!("{}:{}", event.event.log.chain_id, event.event.agent_id)
 }
 
+/// Evaluates `event` against `triggers`, the ones its scope matches (from [`plan`]).
 pub fn evaluate(
     event: &StoredEvent,
-    index: &TriggerIndex,
+    triggers: &[Arc<LoadedTrigger>],
     states: &mut StateCache,
     cooldowns: &mut CooldownCache,
     max_window_entries: usize,
     decisions: &mut Decisions,
 ) {
-    // A log dropped by a reorg is not part of the chain: it neither feeds nor fires.
-    if event.removed {
-        return;
-    }
     let at = event.event.log.block_timestamp.timestamp();
-    for trigger in index.candidates(event) {
-        if !trigger.rule.scope.matches(event) {
-            continue;
-        }
+    for trigger in triggers {
         // Every aggregate is updated before the condition is evaluated, fire or not.
         let mut values = Vec::with_capacity(trigger.rule.aggregates.len());
         for aggregate in &trigger.rule.aggregates {

@@ -1,6 +1,8 @@
 //! The batch loop: read settled events after the cursor, evaluate them, and commit state,
 //! cooldowns, outbox rows and the new cursor in one transaction.
 
+use std::sync::Arc;
+
 use shared::domain::StoredEvent;
 use sqlx::PgPool;
 use tokio::sync::mpsc;
@@ -8,7 +10,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::Settings;
 use crate::cursor::{self, Cursor, CursorError};
-use crate::evaluate::{Decisions, evaluate, keys_needed};
+use crate::evaluate::{Decisions, Plan, evaluate, plan};
 use crate::matcher::TriggerIndex;
 use crate::outbox::{self, Committed};
 use crate::state::{CooldownCache, StateCache};
@@ -28,17 +30,23 @@ pub enum ProcessError {
     Reader(String),
 }
 
-/// A batch as read: the events that parsed, and where it ends.
+/// A batch as read: the events that parsed, their plan, and where it ends.
 struct ParsedBatch {
     events: Vec<StoredEvent>,
+    plan: Plan,
     read: usize,
     malformed: usize,
     last: Option<Cursor>,
 }
 
-/// Reads and parses the batch after `from`. A row that does not parse is skipped and
-/// counted: one bad row must not stop the others.
-async fn read_parsed(pool: &PgPool, from: Cursor, limit: usize) -> Result<ParsedBatch, ProcessError> {
+/// Reads, parses and plans the batch after `from`. A row that does not parse is skipped
+/// and counted: one bad row must not stop the others.
+async fn read_parsed(
+    pool: &PgPool,
+    index: &TriggerIndex,
+    from: Cursor,
+    limit: usize,
+) -> Result<ParsedBatch, ProcessError> {
     let rows = cursor::read_batch(pool, from, limit).await?;
     let last = rows.last().map(|(position, _)| *position);
     let read = rows.len();
@@ -55,12 +63,18 @@ async fn read_parsed(pool: &PgPool, from: Cursor, limit: usize) -> Result<Parsed
             }
         }
     }
-    Ok(ParsedBatch { events, read, malformed, last })
+    let plan = plan(index, &events);
+    Ok(ParsedBatch { events, plan, read, malformed, last })
 }
 
-fn spawn_read(pool: &PgPool, from: Cursor, limit: usize) -> JoinHandle<Result<ParsedBatch, ProcessError>> {
-    let pool = pool.clone();
-    tokio::spawn(async move { read_parsed(&pool, from, limit).await })
+fn spawn_read(
+    pool: &PgPool,
+    index: &Arc<TriggerIndex>,
+    from: Cursor,
+    limit: usize,
+) -> JoinHandle<Result<ParsedBatch, ProcessError>> {
+    let (pool, index) = (pool.clone(), index.clone());
+    tokio::spawn(async move { read_parsed(&pool, &index, from, limit).await })
 }
 
 /// What one batch did.
@@ -77,7 +91,7 @@ pub struct Processor {
     pool: PgPool,
     settings: Settings,
     triggers: TriggerSet,
-    index: TriggerIndex,
+    index: Arc<TriggerIndex>,
     states: StateCache,
     cooldowns: CooldownCache,
     cursor: Option<Cursor>,
@@ -92,7 +106,7 @@ impl Processor {
             pool,
             settings,
             triggers: TriggerSet::default(),
-            index: TriggerIndex::default(),
+            index: Arc::default(),
             states: StateCache::default(),
             cooldowns: CooldownCache::default(),
             cursor: None,
@@ -127,7 +141,7 @@ impl Processor {
         self.cooldowns.clear();
         self.cursor = None;
         self.triggers = TriggerSet::default();
-        self.index = TriggerIndex::default();
+        self.index = Arc::default();
     }
 
     async fn cursor(&mut self) -> Result<Cursor, ProcessError> {
@@ -169,7 +183,7 @@ impl Processor {
             self.states.clear();
             self.cooldowns.clear();
         }
-        self.index = TriggerIndex::build(self.triggers.iter());
+        self.index = Arc::new(TriggerIndex::build(self.triggers.iter()));
         metrics::gauge!("processor_triggers_loaded").set(self.triggers.len() as f64);
         tracing::info!(
             triggers = self.triggers.len(),
@@ -183,7 +197,7 @@ impl Processor {
     /// Processes one batch. Returns what it did; `events == 0` means it is caught up.
     pub async fn process_batch(&mut self) -> Result<BatchReport, ProcessError> {
         let from = self.cursor().await?;
-        let batch = read_parsed(&self.pool, from, self.settings.batch_size).await?;
+        let batch = read_parsed(&self.pool, &self.index, from, self.settings.batch_size).await?;
         self.process(from, batch).await
     }
 
@@ -195,14 +209,14 @@ impl Processor {
         let events = batch.events;
         let mut report = BatchReport { events: batch.read, malformed: batch.malformed, ..BatchReport::default() };
 
-        let (state_keys, cooldown_keys) = keys_needed(&self.index, &events);
-        self.states.prefetch(&self.pool, state_keys).await?;
-        self.cooldowns.prefetch(&self.pool, cooldown_keys).await?;
+        let plan = batch.plan;
+        self.states.prefetch(&self.pool, plan.state_keys).await?;
+        self.cooldowns.prefetch(&self.pool, plan.cooldown_keys).await?;
         let mut decisions = Decisions::default();
-        for event in &events {
+        for (event, triggers) in events.iter().zip(&plan.candidates) {
             evaluate(
                 event,
-                &self.index,
+                triggers,
                 &mut self.states,
                 &mut self.cooldowns,
                 self.settings.max_window_entries,
@@ -263,7 +277,7 @@ impl Processor {
     pub async fn catch_up(&mut self) -> Result<BatchReport, ProcessError> {
         let mut total = BatchReport::default();
         let mut from = self.cursor().await?;
-        let mut next = spawn_read(&self.pool, from, self.settings.batch_size);
+        let mut next = spawn_read(&self.pool, &self.index, from, self.settings.batch_size);
         loop {
             let batch = match next.await {
                 Ok(read) => read?,
@@ -273,7 +287,7 @@ impl Processor {
                 self.record_lag().await;
                 return Ok(total);
             };
-            next = spawn_read(&self.pool, to, self.settings.batch_size);
+            next = spawn_read(&self.pool, &self.index, to, self.settings.batch_size);
             let report = match self.process(from, batch).await {
                 Ok(report) => report,
                 Err(err) => {

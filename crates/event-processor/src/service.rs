@@ -134,7 +134,12 @@ async fn relay_loop(relay: Relay, mut committed: mpsc::UnboundedReceiver<Vec<Com
             }
         };
         match result {
-            Ok(_) => backoff.reset(),
+            Ok(pushed) => {
+                if pushed > 0 {
+                    tracing::debug!(pushed, "relay pushed jobs");
+                }
+                backoff.reset();
+            }
             Err(err) => {
                 tracing::warn!(error = %anyhow_chain(&err), "relay paused; retrying");
                 // Whatever was handed over is in the outbox: the sweep will find it.

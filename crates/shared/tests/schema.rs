@@ -139,3 +139,33 @@ async fn every_normalized_field_has_a_typed_column() {
         type_of(field);
     }
 }
+
+#[tokio::test]
+async fn changing_an_action_bumps_its_trigger_version() {
+    let test_db = TestDb::new().await;
+    let mut conn = test_db.pool.acquire().await.unwrap();
+    let user = shared::store::users::insert(&mut conn, "a@example.com", "x").await.unwrap();
+    let definition = shared::trigger::TriggerDefinition::parse(&serde_json::json!({
+        "name": "t",
+        "actions": [{"type": "webhook", "url": "https://example.com/a"}]
+    }))
+    .unwrap();
+    let (trigger, actions) = shared::store::triggers::insert(&mut conn, user, &definition, None).await.unwrap();
+    let pool = &test_db.pool;
+    let version = || async move {
+        sqlx::query_scalar::<_, i64>("SELECT version FROM triggers WHERE id = $1")
+            .bind(trigger)
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    };
+    let created = version().await;
+    sqlx::query("UPDATE trigger_actions SET config = config WHERE id = $1")
+        .bind(actions[0])
+        .execute(pool)
+        .await
+        .unwrap();
+    assert_eq!(version().await, created + 1);
+    sqlx::query("DELETE FROM trigger_actions WHERE id = $1").bind(actions[0]).execute(pool).await.unwrap();
+    assert_eq!(version().await, created + 2);
+}

@@ -3,19 +3,21 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::PgConnection;
+use sqlx::{Connection, PgConnection};
 
 use crate::domain::{ActionId, TriggerId, UserId};
 use crate::trigger::TriggerDefinition;
 
-/// Creates a trigger with its actions, returning their ids in order. `fires_from` defaults
-/// to the moment of creation: events with an earlier block time never fire it.
+/// Creates a trigger with its actions, in one transaction (a savepoint inside the caller's),
+/// returning their ids in order. `fires_from` defaults to the moment of creation: events
+/// with an earlier block time never fire it.
 pub async fn insert(
     conn: &mut PgConnection,
     user: UserId,
     definition: &TriggerDefinition,
     fires_from: Option<DateTime<Utc>>,
 ) -> Result<(TriggerId, Vec<ActionId>), sqlx::Error> {
+    let mut tx = conn.begin().await?;
     let id = TriggerId::new_random();
     let condition: Option<Value> = definition.rule.condition.as_ref().map(|_| definition.rule_json().1);
     sqlx::query(
@@ -31,7 +33,7 @@ pub async fn insert(
     .bind(condition)
     .bind(i64::try_from(definition.cooldown_secs).unwrap_or(i64::MAX))
     .bind(fires_from)
-    .execute(&mut *conn)
+    .execute(&mut *tx)
     .await?;
     let mut action_ids = Vec::with_capacity(definition.actions.len());
     for (position, action) in definition.actions.iter().enumerate() {
@@ -46,10 +48,11 @@ pub async fn insert(
         .bind(action.kind().as_str())
         .bind(action.public_config())
         .bind(action.secrets())
-        .execute(&mut *conn)
+        .execute(&mut *tx)
         .await?;
         action_ids.push(action_id);
     }
+    tx.commit().await?;
     Ok((id, action_ids))
 }
 
