@@ -12,8 +12,8 @@ use crate::config::Settings;
 use crate::cursor::{self, Cursor, CursorError};
 use crate::evaluate::{Decisions, Plan, evaluate, plan};
 use crate::matcher::TriggerIndex;
-use crate::outbox::{self, Committed};
-use crate::state::{CooldownCache, StateCache};
+use crate::outbox::{self, Committed, OutboxRow};
+use crate::state::{CooldownCache, CooldownRows, StateCache, StateRows};
 use crate::triggers::TriggerSet;
 use crate::warm;
 
@@ -28,6 +28,32 @@ pub enum ProcessError {
     Cursor(#[from] CursorError),
     #[error("the batch reader failed: {0}")]
     Reader(String),
+}
+
+/// Everything one batch decided, written in one transaction with the cursor.
+struct Writes {
+    states: StateRows,
+    cooldowns: CooldownRows,
+    outbox: Vec<OutboxRow>,
+    from: Cursor,
+    to: Cursor,
+}
+
+/// A batch whose commit is under way.
+struct InFlight {
+    write: JoinHandle<Result<Vec<Committed>, ProcessError>>,
+    to: Cursor,
+    report: BatchReport,
+}
+
+async fn write(pool: PgPool, writes: Writes) -> Result<Vec<Committed>, ProcessError> {
+    let mut tx = pool.begin().await?;
+    writes.states.write(&mut tx).await?;
+    writes.cooldowns.write(&mut tx).await?;
+    let committed = outbox::insert(&mut tx, &writes.outbox).await?;
+    cursor::advance(&mut tx, writes.from, writes.to).await?;
+    tx.commit().await?;
+    Ok(committed)
 }
 
 /// A batch as read: the events that parsed, their plan, and where it ends.
@@ -198,22 +224,109 @@ impl Processor {
     pub async fn process_batch(&mut self) -> Result<BatchReport, ProcessError> {
         let from = self.cursor().await?;
         let batch = read_parsed(&self.pool, &self.index, from, self.settings.batch_size).await?;
-        self.process(from, batch).await
-    }
-
-    /// Evaluates one read batch and commits everything it decided with the new cursor.
-    async fn process(&mut self, from: Cursor, batch: ParsedBatch) -> Result<BatchReport, ProcessError> {
-        let Some(to) = batch.last else {
+        let Some((writes, report)) = self.decide(from, batch).await? else {
             return Ok(BatchReport::default());
         };
-        let events = batch.events;
-        let mut report = BatchReport { events: batch.read, malformed: batch.malformed, ..BatchReport::default() };
+        let to = writes.to;
+        match write(self.pool.clone(), writes).await {
+            Ok(committed) => {
+                self.committed(to, committed, &report);
+                self.trim_caches();
+                Ok(report)
+            }
+            Err(err) => {
+                // The caches hold changes that did not commit.
+                self.reset();
+                Err(err)
+            }
+        }
+    }
 
+    /// Processes batches until no settled event is left. Returns the totals. Three batches
+    /// are in flight at once: the next one is read, parsed and planned on another task, this
+    /// one is evaluated, and the previous one commits. Commits stay in order, and a failed
+    /// commit discards everything decided after it.
+    pub async fn catch_up(&mut self) -> Result<BatchReport, ProcessError> {
+        let mut total = BatchReport::default();
+        let from = self.cursor().await?;
+        let mut next = spawn_read(&self.pool, &self.index, from, self.settings.batch_size);
+        let mut decided_up_to = from;
+        let mut in_flight: Option<InFlight> = None;
+        let outcome = loop {
+            let batch = match (&mut next).await {
+                Ok(Ok(batch)) => batch,
+                Ok(Err(err)) => break Err(err),
+                Err(join) => break Err(ProcessError::Reader(join.to_string())),
+            };
+            let Some(to) = batch.last else { break Ok(()) };
+            next = spawn_read(&self.pool, &self.index, to, self.settings.batch_size);
+            let decided = self.decide(decided_up_to, batch).await;
+            // The previous batch must be committed before this one may be.
+            if let Some(previous) = in_flight.take()
+                && let Err(err) = self.land(previous, &mut total).await
+            {
+                break Err(err);
+            }
+            match decided {
+                Ok(Some((writes, report))) => {
+                    decided_up_to = writes.to;
+                    in_flight = Some(InFlight { write: tokio::spawn(write(self.pool.clone(), writes)), to, report });
+                }
+                Ok(None) => {}
+                Err(err) => break Err(err),
+            }
+        };
+        next.abort();
+        let outcome = match (outcome, in_flight.take()) {
+            (Ok(()), Some(previous)) => self.land(previous, &mut total).await,
+            (outcome, _) => outcome,
+        };
+        match outcome {
+            Ok(()) => {
+                self.trim_caches();
+                self.record_lag().await;
+                Ok(total)
+            }
+            Err(err) => {
+                // Whatever was decided after the last commit is gone with the caches.
+                self.reset();
+                Err(err)
+            }
+        }
+    }
+
+    /// Waits for a batch's commit and takes it as done.
+    async fn land(&mut self, in_flight: InFlight, total: &mut BatchReport) -> Result<(), ProcessError> {
+        let committed = match in_flight.write.await {
+            Ok(result) => result?,
+            Err(join) => return Err(ProcessError::Reader(join.to_string())),
+        };
+        let report = in_flight.report;
+        self.committed(in_flight.to, committed, &report);
+        total.events += report.events;
+        total.malformed += report.malformed;
+        total.fires += report.fires;
+        total.suppressed += report.suppressed;
+        total.jobs += report.jobs;
+        Ok(())
+    }
+
+    /// Evaluates one read batch: updates the cached state and returns what must be written
+    /// (`None` for an empty batch).
+    async fn decide(
+        &mut self,
+        from: Cursor,
+        batch: ParsedBatch,
+    ) -> Result<Option<(Writes, BatchReport)>, ProcessError> {
+        let Some(to) = batch.last else {
+            return Ok(None);
+        };
+        let mut report = BatchReport { events: batch.read, malformed: batch.malformed, ..BatchReport::default() };
         let plan = batch.plan;
         self.states.prefetch(&self.pool, plan.state_keys).await?;
         self.cooldowns.prefetch(&self.pool, plan.cooldown_keys).await?;
         let mut decisions = Decisions::default();
-        for (event, triggers) in events.iter().zip(&plan.candidates) {
+        for (event, triggers) in batch.events.iter().zip(&plan.candidates) {
             evaluate(
                 event,
                 triggers,
@@ -223,15 +336,33 @@ impl Processor {
                 &mut decisions,
             );
         }
-
-        let committed = match self.commit(from, to, &decisions).await {
-            Ok(committed) => committed,
-            Err(err) => {
-                // The caches hold changes that did not commit.
-                self.reset();
-                return Err(err);
-            }
+        report.fires = decisions.fires;
+        report.suppressed = decisions.suppressed;
+        report.jobs = decisions.outbox.len() as u64;
+        if let Some(last) = batch.events.last() {
+            let lag = chrono::Utc::now() - last.event.log.block_timestamp;
+            metrics::gauge!("processor_lag_seconds").set(lag.num_milliseconds().max(0) as f64 / 1000.0);
+        }
+        let writes = Writes {
+            states: self.states.take_dirty(),
+            cooldowns: self.cooldowns.take_dirty(),
+            outbox: decisions.outbox,
+            from,
+            to,
         };
+        Ok(Some((writes, report)))
+    }
+
+    /// Empties the state cache when it has grown too large. Only when nothing is in flight:
+    /// a batch being committed may hold the only copy of states it changed.
+    fn trim_caches(&mut self) {
+        if self.states.len() > MAX_CACHED_STATES {
+            self.states.clear();
+        }
+    }
+
+    /// A batch is committed: move the cursor, hand its jobs to the relay, count it.
+    fn committed(&mut self, to: Cursor, committed: Vec<Committed>, report: &BatchReport) {
         self.cursor = Some(to);
         if !committed.is_empty()
             && let Some(relay) = &self.hand_off
@@ -239,69 +370,10 @@ impl Processor {
             // A relay that went away only loses the fast path.
             let _ = relay.send(committed);
         }
-        if self.states.len() > MAX_CACHED_STATES {
-            self.states.clear();
-        }
-        report.fires = decisions.fires;
-        report.suppressed = decisions.suppressed;
-        report.jobs = decisions.outbox.len() as u64;
         metrics::counter!("processor_events_total").increment(report.events as u64);
         metrics::counter!("processor_fires_total").increment(report.fires);
         metrics::counter!("processor_suppressed_fires_total").increment(report.suppressed);
         metrics::counter!("processor_jobs_enqueued_total").increment(report.jobs);
-        if let Some(last) = events.last() {
-            let lag = chrono::Utc::now() - last.event.log.block_timestamp;
-            metrics::gauge!("processor_lag_seconds").set(lag.num_milliseconds().max(0) as f64 / 1000.0);
-        }
-        Ok(report)
-    }
-
-    async fn commit(
-        &mut self,
-        from: Cursor,
-        to: Cursor,
-        decisions: &Decisions,
-    ) -> Result<Vec<Committed>, ProcessError> {
-        let mut tx = self.pool.begin().await?;
-        self.states.flush(&mut tx).await?;
-        self.cooldowns.flush(&mut tx).await?;
-        let committed = outbox::insert(&mut tx, &decisions.outbox).await?;
-        cursor::advance(&mut tx, from, to).await?;
-        tx.commit().await?;
-        Ok(committed)
-    }
-
-    /// Processes batches until no settled event is left. Returns the totals. The next batch
-    /// is read (and parsed, on another task) while the current one is evaluated and
-    /// committed.
-    pub async fn catch_up(&mut self) -> Result<BatchReport, ProcessError> {
-        let mut total = BatchReport::default();
-        let mut from = self.cursor().await?;
-        let mut next = spawn_read(&self.pool, &self.index, from, self.settings.batch_size);
-        loop {
-            let batch = match next.await {
-                Ok(read) => read?,
-                Err(join) => return Err(ProcessError::Reader(join.to_string())),
-            };
-            let Some(to) = batch.last else {
-                self.record_lag().await;
-                return Ok(total);
-            };
-            next = spawn_read(&self.pool, &self.index, to, self.settings.batch_size);
-            let report = match self.process(from, batch).await {
-                Ok(report) => report,
-                Err(err) => {
-                    next.abort();
-                    return Err(err);
-                }
-            };
-            from = to;
-            total.events += report.events;
-            total.malformed += report.malformed;
-            total.fires += report.fires;
-            total.suppressed += report.suppressed;
-            total.jobs += report.jobs;
-        }
     }
 
     async fn record_lag(&mut self) {

@@ -97,26 +97,46 @@ impl StateCache {
         })
     }
 
-    /// Writes every changed state and marks it clean.
-    pub async fn flush(&mut self, conn: &mut PgConnection) -> Result<usize, sqlx::Error> {
-        let mut triggers = Vec::new();
-        let mut aggregates = Vec::new();
-        let mut keys = Vec::new();
-        let mut versions = Vec::new();
-        let mut states = Vec::new();
-        let mut last_events = Vec::new();
+    /// Takes every changed state out for writing, and marks it clean.
+    pub fn take_dirty(&mut self) -> StateRows {
+        let mut rows = StateRows::default();
         for ((trigger, aggregate, key), entry) in self.entries.iter_mut() {
             let Some(entry) = entry.as_mut().filter(|e| e.dirty) else { continue };
-            triggers.push(trigger.0);
-            aggregates.push(aggregate.clone());
-            keys.push(key.clone());
-            versions.push(entry.trigger_version);
-            states.push(serde_json::to_string(&entry.state).unwrap_or_else(|_| "{}".to_owned()));
-            last_events.push(entry.last_event_id);
+            rows.triggers.push(trigger.0);
+            rows.aggregates.push(aggregate.clone());
+            rows.keys.push(key.clone());
+            rows.versions.push(entry.trigger_version);
+            rows.states.push(serde_json::to_string(&entry.state).unwrap_or_else(|_| "{}".to_owned()));
+            rows.last_events.push(entry.last_event_id);
             entry.dirty = false;
         }
-        upsert_states(conn, &triggers, &aggregates, &keys, &versions, &states, &last_events).await?;
-        Ok(triggers.len())
+        rows
+    }
+}
+
+/// Changed aggregate states, column by column, ready for one UNNEST upsert.
+#[derive(Debug, Default)]
+pub struct StateRows {
+    triggers: Vec<uuid::Uuid>,
+    aggregates: Vec<String>,
+    keys: Vec<String>,
+    versions: Vec<i64>,
+    states: Vec<String>,
+    last_events: Vec<i64>,
+}
+
+impl StateRows {
+    pub async fn write(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+        upsert_states(
+            conn,
+            &self.triggers,
+            &self.aggregates,
+            &self.keys,
+            &self.versions,
+            &self.states,
+            &self.last_events,
+        )
+        .await
     }
 }
 
@@ -223,23 +243,36 @@ impl CooldownCache {
         true
     }
 
-    pub async fn flush(&mut self, conn: &mut PgConnection) -> Result<usize, sqlx::Error> {
-        let mut triggers = Vec::new();
-        let mut agents = Vec::new();
-        let mut fired = Vec::new();
-        let mut events = Vec::new();
-        let mut suppressed = Vec::new();
+    /// Takes every changed cooldown out for writing, and marks it clean.
+    pub fn take_dirty(&mut self) -> CooldownRows {
+        let mut rows = CooldownRows::default();
         for ((trigger, agent), entry) in self.entries.iter_mut() {
             let Some(entry) = entry.as_mut().filter(|e| e.dirty) else { continue };
-            triggers.push(trigger.0);
-            agents.push(agent.clone());
-            fired.push(entry.last_fired_at);
-            events.push(entry.last_event_id);
-            suppressed.push(entry.suppressed);
+            rows.triggers.push(trigger.0);
+            rows.agents.push(agent.clone());
+            rows.fired.push(entry.last_fired_at);
+            rows.events.push(entry.last_event_id);
+            rows.suppressed.push(entry.suppressed);
             entry.dirty = false;
         }
-        if triggers.is_empty() {
-            return Ok(0);
+        rows
+    }
+}
+
+/// Changed cooldowns, column by column.
+#[derive(Debug, Default)]
+pub struct CooldownRows {
+    triggers: Vec<uuid::Uuid>,
+    agents: Vec<String>,
+    fired: Vec<DateTime<Utc>>,
+    events: Vec<i64>,
+    suppressed: Vec<i64>,
+}
+
+impl CooldownRows {
+    pub async fn write(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+        if self.triggers.is_empty() {
+            return Ok(());
         }
         sqlx::query(
             "INSERT INTO cooldowns (trigger_id, agent_key, last_fired_at, last_event_id, suppressed_count)
@@ -248,13 +281,13 @@ impl CooldownCache {
                 SET last_fired_at = EXCLUDED.last_fired_at, last_event_id = EXCLUDED.last_event_id,
                     suppressed_count = EXCLUDED.suppressed_count",
         )
-        .bind(&triggers)
-        .bind(&agents)
-        .bind(&fired)
-        .bind(&events)
-        .bind(&suppressed)
+        .bind(&self.triggers)
+        .bind(&self.agents)
+        .bind(&self.fired)
+        .bind(&self.events)
+        .bind(&self.suppressed)
         .execute(conn)
         .await?;
-        Ok(triggers.len())
+        Ok(())
     }
 }

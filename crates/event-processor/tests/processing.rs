@@ -171,6 +171,7 @@ async fn two_aggregates_on_one_trigger_and_per_keys_keep_their_own_state() {
 async fn run_scenario(
     batch: usize,
     restart_after: Option<usize>,
+    pipelined: bool,
 ) -> (Vec<(String, String, serde_json::Value)>, BTreeSet<(i64, usize)>) {
     let bench = Bench::new().await;
     let mut with_cooldown = webhook(
@@ -208,6 +209,9 @@ async fn run_scenario(
     let mut processor = bench.processor(batch);
     processor.refresh_triggers().await.unwrap();
     let mut batches = 0;
+    if pipelined {
+        bench.settle(&mut processor).await;
+    }
     loop {
         if Some(batches) == restart_after {
             processor = bench.processor(batch);
@@ -240,9 +244,13 @@ async fn run_scenario(
 
 #[tokio::test]
 async fn one_batch_batches_of_one_and_a_restart_decide_the_same() {
-    let (states_one, jobs_one) = run_scenario(1_000, None).await;
-    let (states_single, jobs_single) = run_scenario(1, None).await;
-    let (states_restart, jobs_restart) = run_scenario(7, Some(4)).await;
+    let (states_one, jobs_one) = run_scenario(1_000, None, false).await;
+    let (states_single, jobs_single) = run_scenario(1, None, false).await;
+    let (states_restart, jobs_restart) = run_scenario(7, Some(4), false).await;
+    // catch_up keeps three batches in flight (read, evaluate, commit).
+    let (states_pipelined, jobs_pipelined) = run_scenario(7, None, true).await;
+    assert_eq!(jobs_pipelined, jobs_one);
+    assert_eq!(states_pipelined, states_one);
     assert!(!jobs_one.is_empty(), "the scenario fires something");
     assert!(jobs_one.len() < 180, "the scenario does not fire on everything");
     assert_eq!(jobs_single, jobs_one);
