@@ -6,7 +6,7 @@ use serde_json::Value;
 use sqlx::{Connection, PgConnection};
 
 use crate::domain::{ActionId, TriggerId, UserId};
-use crate::trigger::TriggerDefinition;
+use crate::trigger::{Action, TriggerDefinition};
 
 /// Creates a trigger with its actions, in one transaction (a savepoint inside the caller's),
 /// returning their ids in order. `fires_from` defaults to the moment of creation: events
@@ -47,7 +47,7 @@ pub async fn insert(
         .bind(i32::try_from(position).unwrap_or(i32::MAX))
         .bind(action.kind().as_str())
         .bind(action.public_config())
-        .bind(action.secrets())
+        .bind(secrets_to_store(action))
         .execute(&mut *tx)
         .await?;
         action_ids.push(action_id);
@@ -117,4 +117,38 @@ pub async fn delete(conn: &mut PgConnection, user: UserId, trigger: TriggerId) -
         .execute(conn)
         .await?;
     Ok(result.rows_affected() == 1)
+}
+
+/// What is stored as an action's write-only secrets: for a webhook, a new signing secret.
+fn secrets_to_store(action: &Action) -> serde_json::Value {
+    let mut secrets = action.secrets();
+    if let (Action::Webhook(_), Some(map)) = (action, secrets.as_object_mut()) {
+        map.insert("signing_secret".into(), serde_json::Value::String(new_signing_secret()));
+    }
+    secrets
+}
+
+/// A Standard Webhooks secret: `whsec_` and 32 random bytes in base64.
+pub fn new_signing_secret() -> String {
+    use base64::Engine;
+    use rand::RngCore;
+    let mut key = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut key);
+    format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(key))
+}
+
+/// The write-only secrets of one of the user's actions (to show a new signing secret once).
+pub async fn action_secrets(
+    conn: &mut PgConnection,
+    user: UserId,
+    action: ActionId,
+) -> Result<Option<serde_json::Value>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT a.secrets FROM trigger_actions a JOIN triggers t ON t.id = a.trigger_id
+         WHERE a.id = $2 AND t.user_id = $1",
+    )
+    .bind(user)
+    .bind(action)
+    .fetch_optional(conn)
+    .await
 }

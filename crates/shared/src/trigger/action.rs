@@ -78,10 +78,10 @@ pub enum HttpMethod {
     Delete,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TelegramAction {
     pub chat_id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<String>,
     pub parse_mode: ParseMode,
     /// Write-only; the server's token is used when absent.
@@ -89,18 +89,18 @@ pub struct TelegramAction {
     pub bot_token: Option<SecretString>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WebhookAction {
     pub url: String,
     pub method: HttpMethod,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body_template: Option<String>,
     pub timeout_ms: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct McpAction {
     pub server_url: String,
     pub tool: String,
@@ -110,8 +110,8 @@ pub struct McpAction {
     pub headers: BTreeMap<String, SecretString>,
 }
 
-/// One action of a trigger.
-#[derive(Debug, Clone, Serialize)]
+/// One action of a trigger. Deserializing reads the public config back (secrets empty).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum Action {
     Telegram(TelegramAction),

@@ -1,0 +1,123 @@
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use shared::config::{ConfigError, DatabaseConfig, Env, Problems, RedisConfig};
+
+use crate::ssrf::AddressPolicy;
+
+/// Everything the workers read at start.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub database: DatabaseConfig,
+    pub redis: RedisConfig,
+    pub settings: Settings,
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+/// Delivery tunables, apart from connections so tests can build them directly.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Concurrent deliveries per action kind in this process.
+    pub concurrency: usize,
+    /// This process's name among the consumers of each stream.
+    pub name: String,
+    /// A message read but not acknowledged for this long is taken over by another consumer.
+    pub claim_idle: Duration,
+    /// Waits before the 2nd, 3rd, ... attempt (the last one repeats), each ±20%.
+    pub retry_schedule: Vec<Duration>,
+    /// Attempts in all before a job is dead.
+    pub max_attempts: u32,
+    /// Where webhooks may go.
+    pub address_policy: AddressPolicy,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            concurrency: 4,
+            name: default_name(),
+            claim_idle: Duration::from_secs(30),
+            retry_schedule: [5, 30, 120, 600, 1_800, 3_600, 10_800].into_iter().map(Duration::from_secs).collect(),
+            max_attempts: 8,
+            address_policy: AddressPolicy::default(),
+        }
+    }
+}
+
+fn default_name() -> String {
+    format!("worker-{}-{}", std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..8])
+}
+
+impl WorkerConfig {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let mut problems = Problems::default();
+        let defaults = Settings::default();
+        let concurrency = env.parsed("WORKER_CONCURRENCY", defaults.concurrency, "a whole number", &mut problems);
+        if !(1..=256).contains(&concurrency) {
+            problems.push("WORKER_CONCURRENCY", "must be between 1 and 256");
+        }
+        let claim_ms = env.parsed("WORKER_CLAIM_IDLE_MS", 30_000u64, "a whole number of milliseconds", &mut problems);
+        let max_attempts = env.parsed("DELIVERY_MAX_ATTEMPTS", defaults.max_attempts, "a whole number", &mut problems);
+        if max_attempts == 0 {
+            problems.push("DELIVERY_MAX_ATTEMPTS", "must be at least 1");
+        }
+        let retry_schedule = match env.get("DELIVERY_RETRY_SCHEDULE") {
+            None => defaults.retry_schedule.clone(),
+            Some(raw) => {
+                let parsed: Result<Vec<Duration>, _> =
+                    raw.split(',').map(|s| s.trim().parse::<f64>().map(Duration::from_secs_f64)).collect();
+                match parsed {
+                    Ok(schedule) if !schedule.is_empty() => schedule,
+                    _ => {
+                        problems.push(
+                            "DELIVERY_RETRY_SCHEDULE",
+                            format!("must be seconds separated by commas, e.g. 5,30,120 (got {raw:?})"),
+                        );
+                        defaults.retry_schedule.clone()
+                    }
+                }
+            }
+        };
+        let allowed = match env.get("WEBHOOK_ALLOWED_CIDRS") {
+            None => Vec::new(),
+            Some(raw) => raw
+                .split(',')
+                .filter(|s| !s.trim().is_empty())
+                .filter_map(|s| match s.trim().parse::<IpNet>() {
+                    Ok(net) => Some(net),
+                    Err(_) => {
+                        problems
+                            .push("WEBHOOK_ALLOWED_CIDRS", format!("{:?} is not a CIDR such as 127.0.0.0/8", s.trim()));
+                        None
+                    }
+                })
+                .collect(),
+        };
+        let metrics_addr = match env.get("WORKER_METRICS_ADDR") {
+            Some("off") => None,
+            Some(raw) => match raw.parse() {
+                Ok(addr) => Some(addr),
+                Err(_) => {
+                    problems.push("WORKER_METRICS_ADDR", format!("must be host:port or off (got {raw:?})"));
+                    None
+                }
+            },
+            None => Some(SocketAddr::from(([0, 0, 0, 0], 9102))),
+        };
+        let config = Self {
+            database: DatabaseConfig::from_env(env, &mut problems),
+            redis: RedisConfig::from_env(env, &mut problems),
+            settings: Settings {
+                concurrency: concurrency.clamp(1, 256),
+                name: env.get("WORKER_NAME").map(str::to_owned).unwrap_or(defaults.name),
+                claim_idle: Duration::from_millis(claim_ms.max(100)),
+                retry_schedule,
+                max_attempts: max_attempts.max(1),
+                address_policy: AddressPolicy { allowed },
+            },
+            metrics_addr,
+        };
+        problems.finish(config)
+    }
+}

@@ -1,0 +1,148 @@
+//! The Redis side of one action kind: the job stream read through a consumer group, and the
+//! sorted set of retries waiting for their time.
+
+use std::time::Duration;
+
+use redis::AsyncCommands;
+use redis::aio::MultiplexedConnection;
+use redis::streams::{StreamAutoClaimOptions, StreamAutoClaimReply, StreamId, StreamReadOptions, StreamReadReply};
+use shared::job::{STREAM_FIELD, stream_key};
+use shared::redis::RedisHandle;
+use shared::trigger::ActionKind;
+
+/// The consumer group every worker of a kind joins.
+pub const GROUP: &str = "workers";
+
+/// A message read from a job stream.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub id: String,
+    /// The job's JSON, or `None` when the entry has no job field (it is acknowledged and
+    /// dropped).
+    pub payload: Option<String>,
+}
+
+impl Message {
+    fn from_entry(entry: StreamId) -> Self {
+        let payload = entry.get::<String>(STREAM_FIELD);
+        Self { id: entry.id, payload }
+    }
+}
+
+/// Moves due retries back into the stream, atomically: each member is XADDed and removed.
+const MOVE_DUE: &str = r"
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+for _, job in ipairs(due) do
+  redis.call('XADD', KEYS[2], '*', ARGV[3], job)
+  redis.call('ZREM', KEYS[1], job)
+end
+return #due
+";
+
+#[derive(Clone)]
+pub struct Queue {
+    redis: RedisHandle,
+    stream: String,
+    retries: String,
+    consumer: String,
+}
+
+impl Queue {
+    pub fn new(redis: RedisHandle, kind: ActionKind, consumer: &str) -> Self {
+        let stream = stream_key(redis.config(), kind);
+        let retries = redis.config().key(&format!("retries:{}", kind.as_str()));
+        Self { redis, stream, retries, consumer: consumer.to_owned() }
+    }
+
+    pub fn stream(&self) -> &str {
+        &self.stream
+    }
+
+    /// Creates the consumer group (and the stream) if absent. Reads from the start of the
+    /// stream, so jobs pushed before any worker existed are delivered too.
+    pub async fn ensure_group(&self) -> redis::RedisResult<()> {
+        let mut conn = self.redis.connection().await?;
+        let created: redis::RedisResult<()> = conn.xgroup_create_mkstream(&self.stream, GROUP, "0").await;
+        match created {
+            Ok(()) => Ok(()),
+            Err(err) if err.code() == Some("BUSYGROUP") => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// A connection of its own for blocking reads, which would otherwise hold up every other
+    /// command on a shared connection.
+    pub async fn reader(&self) -> redis::RedisResult<MultiplexedConnection> {
+        let config = redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(30)));
+        self.redis.config().client()?.get_multiplexed_async_connection_with_config(&config).await
+    }
+
+    /// New messages for this consumer, waiting up to `block` for some. A Redis that
+    /// restarted empty has lost the group: it is created again.
+    pub async fn read(
+        &self,
+        reader: &mut MultiplexedConnection,
+        count: usize,
+        block: Duration,
+    ) -> redis::RedisResult<Vec<Message>> {
+        let options = StreamReadOptions::default()
+            .group(GROUP, &self.consumer)
+            .count(count)
+            .block(usize::try_from(block.as_millis()).unwrap_or(1_000));
+        let reply: redis::RedisResult<Option<StreamReadReply>> =
+            reader.xread_options(&[&self.stream], &[">"], &options).await;
+        let reply = match reply {
+            Err(err) if err.code() == Some("NOGROUP") => {
+                self.ensure_group().await?;
+                return Ok(Vec::new());
+            }
+            other => other?,
+        };
+        Ok(reply.map(|r| r.keys.into_iter().flat_map(|k| k.ids).map(Message::from_entry).collect()).unwrap_or_default())
+    }
+
+    /// Takes over messages another consumer read but did not acknowledge within `idle`
+    /// (it died, or hangs).
+    pub async fn reclaim(&self, idle: Duration, count: usize) -> redis::RedisResult<Vec<Message>> {
+        let mut conn = self.redis.connection().await?;
+        let options = StreamAutoClaimOptions::default().count(count);
+        let idle_ms = usize::try_from(idle.as_millis()).unwrap_or(usize::MAX);
+        let reply: redis::RedisResult<StreamAutoClaimReply> =
+            conn.xautoclaim_options(&self.stream, GROUP, &self.consumer, idle_ms, "0-0", options).await;
+        match reply {
+            Ok(reply) => Ok(reply.claimed.into_iter().map(Message::from_entry).collect()),
+            Err(err) if err.code() == Some("NOGROUP") => {
+                self.ensure_group().await?;
+                Ok(Vec::new())
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    pub async fn ack(&self, id: &str) -> redis::RedisResult<()> {
+        let mut conn = self.redis.connection().await?;
+        let _: i64 = conn.xack(&self.stream, GROUP, &[id]).await?;
+        Ok(())
+    }
+
+    /// Schedules a job to come back into the stream at `due_ms` (unix milliseconds). The
+    /// worker never sleeps on a retry.
+    pub async fn retry_at(&self, payload: &str, due_ms: i64) -> redis::RedisResult<()> {
+        let mut conn = self.redis.connection().await?;
+        let _: i64 = conn.zadd(&self.retries, payload, due_ms).await?;
+        Ok(())
+    }
+
+    /// Moves retries that are due back into the stream. Returns how many moved.
+    pub async fn move_due(&self, now_ms: i64, limit: usize) -> redis::RedisResult<usize> {
+        let mut conn = self.redis.connection().await?;
+        redis::Script::new(MOVE_DUE)
+            .key(&self.retries)
+            .key(&self.stream)
+            .arg(now_ms)
+            .arg(limit)
+            .arg(STREAM_FIELD)
+            .invoke_async(&mut conn)
+            .await
+    }
+}

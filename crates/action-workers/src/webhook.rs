@@ -1,0 +1,159 @@
+//! Signed HTTP deliveries (Standard Webhooks).
+
+use std::time::{Duration, Instant};
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::redirect;
+use secrecy::SecretString;
+use shared::job::Job;
+use shared::trigger::{HttpMethod, WebhookAction};
+
+use crate::outcome::{Attempt, Verdict};
+use crate::render::webhook_body;
+use crate::signing::sign;
+use crate::ssrf::AddressPolicy;
+
+/// Bytes of a response kept in the delivery log.
+pub const EXCERPT_BYTES: usize = 4 * 1024;
+const MAX_REDIRECTS: usize = 5;
+
+#[derive(Clone)]
+pub struct WebhookClient {
+    http: reqwest::Client,
+    policy: AddressPolicy,
+}
+
+impl WebhookClient {
+    pub fn new(policy: AddressPolicy) -> Result<Self, reqwest::Error> {
+        let redirect_policy = policy.clone();
+        let http = reqwest::Client::builder()
+            .dns_resolver(policy.resolver())
+            .no_proxy()
+            .user_agent(concat!("erc8004-backend/", env!("CARGO_PKG_VERSION")))
+            .redirect(redirect::Policy::custom(move |attempt| {
+                if attempt.previous().len() >= MAX_REDIRECTS {
+                    return attempt.error("too many redirects");
+                }
+                // Names are checked by the resolver; literal addresses here.
+                match attempt.url().host_str().and_then(|h| h.trim_matches(['[', ']']).parse().ok()) {
+                    Some(ip) => match redirect_policy.check(ip) {
+                        Ok(()) => attempt.follow(),
+                        Err(refused) => attempt.error(refused),
+                    },
+                    None => attempt.follow(),
+                }
+            }))
+            .build()?;
+        Ok(Self { http, policy })
+    }
+
+    /// Sends one attempt of `job` to the webhook `action`, signed with `secret`.
+    pub async fn deliver(&self, job: &Job, action: &WebhookAction, secret: &SecretString) -> Attempt {
+        let url = match reqwest::Url::parse(&action.url) {
+            Ok(url) => url,
+            Err(err) => return Attempt::failed(Verdict::Permanent, format!("invalid URL: {err}")),
+        };
+        if let Some(ip) = url.host_str().and_then(|h| h.trim_matches(['[', ']']).parse().ok())
+            && let Err(refused) = self.policy.check(ip)
+        {
+            return Attempt::failed(Verdict::Permanent, refused.to_string());
+        }
+        let body = match webhook_body(job, action.body_template.as_deref()) {
+            Ok(body) => body,
+            Err(err) => return Attempt::failed(Verdict::Permanent, err.to_string()),
+        };
+        let id = job.job_id.to_string();
+        let timestamp = chrono::Utc::now().timestamp();
+        let signature = match sign(secret, &id, timestamp, body.as_bytes()) {
+            Ok(signature) => signature,
+            Err(err) => return Attempt::failed(Verdict::Permanent, err.to_string()),
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", HeaderValue::from_static("application/json"));
+        for (name, value) in &action.headers {
+            if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+                headers.insert(name, value);
+            }
+        }
+        for (name, value) in
+            [("webhook-id", id), ("webhook-timestamp", timestamp.to_string()), ("webhook-signature", signature)]
+        {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                headers.insert(name, value);
+            }
+        }
+        let method = match action.method {
+            HttpMethod::Get => reqwest::Method::GET,
+            HttpMethod::Post => reqwest::Method::POST,
+            HttpMethod::Put => reqwest::Method::PUT,
+            HttpMethod::Patch => reqwest::Method::PATCH,
+            HttpMethod::Delete => reqwest::Method::DELETE,
+        };
+        let started = Instant::now();
+        let sent = self
+            .http
+            .request(method, url)
+            .headers(headers)
+            .timeout(Duration::from_millis(action.timeout_ms))
+            .body(body)
+            .send()
+            .await;
+        match sent {
+            Ok(response) => read_response(response, started).await,
+            Err(err) => {
+                let refused =
+                    std::error::Error::source(&err).is_some_and(|s| describe_chain(s).contains("refused to connect"));
+                let verdict = if refused { Verdict::Permanent } else { Verdict::Retry { after: None } };
+                Attempt {
+                    verdict,
+                    status: None,
+                    error: Some(describe_chain(&err)),
+                    latency: started.elapsed(),
+                    excerpt: None,
+                }
+            }
+        }
+    }
+}
+
+async fn read_response(mut response: reqwest::Response, started: Instant) -> Attempt {
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let mut excerpt = Vec::new();
+    while excerpt.len() < EXCERPT_BYTES {
+        match response.chunk().await {
+            Ok(Some(chunk)) => excerpt.extend_from_slice(&chunk[..chunk.len().min(EXCERPT_BYTES - excerpt.len())]),
+            _ => break,
+        }
+    }
+    let latency = started.elapsed();
+    let code = status.as_u16();
+    let verdict = match code {
+        200..=299 => Verdict::Delivered,
+        408 | 429 | 500..=599 => Verdict::Retry { after: retry_after },
+        _ => Verdict::Permanent,
+    };
+    Attempt {
+        error: (!status.is_success()).then(|| format!("HTTP {code}")),
+        verdict,
+        status: Some(code),
+        latency,
+        excerpt: Some(String::from_utf8_lossy(&excerpt).into_owned()),
+    }
+}
+
+fn describe_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
