@@ -94,17 +94,8 @@ impl WorkerConfig {
                 })
                 .collect(),
         };
-        let metrics_addr = match env.get("WORKER_METRICS_ADDR") {
-            Some("off") => None,
-            Some(raw) => match raw.parse() {
-                Ok(addr) => Some(addr),
-                Err(_) => {
-                    problems.push("WORKER_METRICS_ADDR", format!("must be host:port or off (got {raw:?})"));
-                    None
-                }
-            },
-            None => Some(SocketAddr::from(([0, 0, 0, 0], 9102))),
-        };
+        let metrics_addr =
+            env.address_or_off("WORKER_METRICS_ADDR", SocketAddr::from(([0, 0, 0, 0], 9102)), &mut problems);
         let config = Self {
             database: DatabaseConfig::from_env(env, &mut problems),
             redis: RedisConfig::from_env(env, &mut problems),

@@ -2,7 +2,6 @@ use std::process::ExitCode;
 
 use action_workers::WorkerConfig;
 use shared::config::Env;
-use shared::redis::RedisHandle;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -22,26 +21,13 @@ async fn main() -> ExitCode {
         }
     };
     action_workers::install_tls_provider();
-    let pool = match shared::db::connect_and_migrate(&config.database).await {
-        Ok(pool) => pool,
+    let (pool, redis) = match shared::startup::connect(&config.database, &config.redis, config.metrics_addr).await {
+        Ok(connections) => connections,
         Err(err) => {
-            tracing::error!(error = %anyhow::Error::from(err), "action-workers cannot start");
+            tracing::error!(error = %shared::startup::error_chain(&err), "action-workers cannot start");
             return ExitCode::FAILURE;
         }
     };
-    let redis = match RedisHandle::new(&config.redis) {
-        Ok(redis) => redis,
-        Err(err) => {
-            tracing::error!(error = %err, "invalid Redis configuration");
-            return ExitCode::FAILURE;
-        }
-    };
-    if let Some(addr) = config.metrics_addr {
-        match shared::metrics_server::serve(addr, shared::metrics::prometheus()).await {
-            Ok(bound) => tracing::info!(address = %bound, "metrics at /metrics"),
-            Err(err) => tracing::warn!(error = %err, %addr, "cannot serve metrics"),
-        }
-    }
     tracing::info!(version = shared::VERSION, name = %config.settings.name, "action-workers running");
     tokio::select! {
         result = action_workers::worker::run(pool, redis, config.settings) => match result {
@@ -51,7 +37,7 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        _ = tokio::signal::ctrl_c() => {
+        () = shared::startup::shutdown_signal() => {
             tracing::info!("action-workers stopping");
             ExitCode::SUCCESS
         }

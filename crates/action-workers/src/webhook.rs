@@ -6,6 +6,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::redirect;
 use secrecy::SecretString;
 use shared::job::Job;
+use shared::startup::error_chain;
 use shared::trigger::{HttpMethod, WebhookAction};
 
 use crate::outcome::{Attempt, Verdict};
@@ -102,12 +103,12 @@ impl WebhookClient {
             Ok(response) => read_response(response, started).await,
             Err(err) => {
                 let refused =
-                    std::error::Error::source(&err).is_some_and(|s| describe_chain(s).contains("refused to connect"));
+                    std::error::Error::source(&err).is_some_and(|s| error_chain(s).contains("refused to connect"));
                 let verdict = if refused { Verdict::Permanent } else { Verdict::Retry { after: None } };
                 Attempt {
                     verdict,
                     status: None,
-                    error: Some(describe_chain(&err)),
+                    error: Some(error_chain(&err)),
                     latency: started.elapsed(),
                     excerpt: None,
                 }
@@ -145,15 +146,4 @@ async fn read_response(mut response: reqwest::Response, started: Instant) -> Att
         latency,
         excerpt: Some(String::from_utf8_lossy(&excerpt).into_owned()),
     }
-}
-
-fn describe_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -22,7 +22,7 @@ impl Running {
         let app = Application::serve(state, listener()).expect("serve");
         let base = format!("http://{}", app.local_addr());
         tokio::spawn(app.run_until_stopped());
-        Self { base, client: reqwest::Client::new() }
+        Self { base, client: testkit::http_client() }
     }
 
     async fn get(&self, path: &str) -> reqwest::Response {
@@ -154,6 +154,6 @@ async fn build_from_configuration_migrates_and_serves() {
     let migrated: i64 =
         sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations").fetch_one(&test_db.pool).await.unwrap();
     assert_eq!(migrated, shared::db::MIGRATOR.iter().count() as i64);
-    let response = reqwest::get(format!("{base}/api/v1/health")).await.unwrap();
+    let response = testkit::http_client().get(format!("{base}/api/v1/health")).send().await.unwrap();
     assert_eq!(response.status(), 200);
 }

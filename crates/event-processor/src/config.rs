@@ -61,17 +61,8 @@ impl ProcessorConfig {
         if poll_ms == 0 {
             problems.push("PROCESSOR_POLL_INTERVAL_MS", "must be at least 1");
         }
-        let metrics_addr = match env.get("PROCESSOR_METRICS_ADDR") {
-            Some("off") => None,
-            Some(raw) => match raw.parse() {
-                Ok(addr) => Some(addr),
-                Err(_) => {
-                    problems.push("PROCESSOR_METRICS_ADDR", format!("must be host:port or off (got {raw:?})"));
-                    None
-                }
-            },
-            None => Some(SocketAddr::from(([0, 0, 0, 0], 9101))),
-        };
+        let metrics_addr =
+            env.address_or_off("PROCESSOR_METRICS_ADDR", SocketAddr::from(([0, 0, 0, 0], 9101)), &mut problems);
         let config = Self {
             database: DatabaseConfig::from_env(env, &mut problems),
             redis: RedisConfig::from_env(env, &mut problems),

@@ -2,7 +2,6 @@ use std::process::ExitCode;
 
 use event_processor::ProcessorConfig;
 use shared::config::Env;
-use shared::redis::RedisHandle;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -21,50 +20,19 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let pool = match shared::db::connect_and_migrate(&config.database).await {
-        Ok(pool) => pool,
+    let (pool, redis) = match shared::startup::connect(&config.database, &config.redis, config.metrics_addr).await {
+        Ok(connections) => connections,
         Err(err) => {
-            tracing::error!(error = %anyhow::Error::from(err), "event-processor cannot start");
+            tracing::error!(error = %shared::startup::error_chain(&err), "event-processor cannot start");
             return ExitCode::FAILURE;
         }
     };
-    let redis = match RedisHandle::new(&config.redis) {
-        Ok(redis) => redis,
-        Err(err) => {
-            tracing::error!(error = %err, "invalid Redis configuration");
-            return ExitCode::FAILURE;
-        }
-    };
-    if let Some(addr) = config.metrics_addr {
-        match shared::metrics_server::serve(addr, shared::metrics::prometheus()).await {
-            Ok(bound) => tracing::info!(address = %bound, "metrics at /metrics"),
-            Err(err) => tracing::warn!(error = %err, %addr, "cannot serve metrics"),
-        }
-    }
     tracing::info!(version = shared::VERSION, "event-processor running");
     tokio::select! {
         () = event_processor::service::run(pool, redis, config.settings) => ExitCode::SUCCESS,
-        () = shutdown_signal() => {
+        () = shared::startup::shutdown_signal() => {
             tracing::info!("event-processor stopping");
             ExitCode::SUCCESS
         }
-    }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
     }
 }

@@ -9,6 +9,8 @@ use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use shared::startup::error_chain;
+
 use crate::config::Settings;
 use crate::outbox::Committed;
 use crate::processor::Processor;
@@ -59,7 +61,7 @@ pub async fn run(pool: PgPool, redis: RedisHandle, settings: Settings) {
         match lead(&pool, &settings, &hand_off).await {
             Ok(()) => backoff.reset(),
             Err(err) => {
-                tracing::warn!(error = %anyhow_chain(&*err), "processor paused; retrying");
+                tracing::warn!(error = %error_chain(&*err), "processor paused; retrying");
                 backoff.wait().await;
             }
         }
@@ -141,22 +143,11 @@ async fn relay_loop(relay: Relay, mut committed: mpsc::UnboundedReceiver<Vec<Com
                 backoff.reset();
             }
             Err(err) => {
-                tracing::warn!(error = %anyhow_chain(&err), "relay paused; retrying");
+                tracing::warn!(error = %error_chain(&err), "relay paused; retrying");
                 // Whatever was handed over is in the outbox: the sweep will find it.
                 next_sweep = Instant::now();
                 backoff.wait().await;
             }
         }
     }
-}
-
-fn anyhow_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -24,3 +24,9 @@ pub fn init_telemetry() {
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_owned());
     shared::telemetry::init_telemetry(&filter, false);
 }
+
+/// An HTTP client for tests, with the TLS provider the project uses installed first.
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}

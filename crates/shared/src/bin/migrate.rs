@@ -31,19 +31,8 @@ async fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(err) => {
-            eprintln!("migrate: {}", anyhow_chain(&err));
+            eprintln!("migrate: {}", shared::startup::error_chain(&err));
             ExitCode::FAILURE
         }
     }
-}
-
-fn anyhow_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

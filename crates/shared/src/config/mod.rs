@@ -11,6 +11,7 @@ mod server;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::SocketAddr;
 use std::str::FromStr;
 
 use secrecy::SecretString;
@@ -101,6 +102,21 @@ impl Env {
                 SecretString::from(String::new())
             }
             Some(value) => SecretString::from(value.to_owned()),
+        }
+    }
+
+    /// An address to serve on, `off` for none, or `default` when unset.
+    pub fn address_or_off(&self, key: &str, default: SocketAddr, problems: &mut Problems) -> Option<SocketAddr> {
+        match self.get(key) {
+            Some("off") => None,
+            Some(raw) => match raw.parse() {
+                Ok(addr) => Some(addr),
+                Err(_) => {
+                    problems.push(key, format!("must be host:port or off (got {raw:?})"));
+                    None
+                }
+            },
+            None => Some(default),
         }
     }
 

@@ -1,0 +1,65 @@
+//! What every background service does at start and stop.
+
+use std::net::SocketAddr;
+
+use sqlx::PgPool;
+
+use crate::config::{DatabaseConfig, RedisConfig};
+use crate::redis::RedisHandle;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Database(#[from] crate::db::DbStartError),
+    #[error("invalid Redis configuration")]
+    Redis(#[from] crate::redis::RedisError),
+}
+
+/// Connects to PostgreSQL (applying migrations), prepares the Redis connection (made on
+/// first use), and serves `/metrics` on `metrics_addr` when given.
+pub async fn connect(
+    database: &DatabaseConfig,
+    redis: &RedisConfig,
+    metrics_addr: Option<SocketAddr>,
+) -> Result<(PgPool, RedisHandle), StartError> {
+    let pool = crate::db::connect_and_migrate(database).await?;
+    let redis = RedisHandle::new(redis)?;
+    if let Some(addr) = metrics_addr {
+        match crate::metrics_server::serve(addr, crate::metrics::prometheus()).await {
+            Ok(bound) => tracing::info!(address = %bound, "metrics at /metrics"),
+            Err(err) => tracing::warn!(error = %err, %addr, "cannot serve metrics"),
+        }
+    }
+    Ok((pool, redis))
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+/// An error with its causes, `outer: inner: innermost`, for one log line.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
