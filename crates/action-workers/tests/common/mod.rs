@@ -39,24 +39,33 @@ pub struct Receiver {
     pub port: u16,
     pub received: Arc<Mutex<Vec<Received>>>,
     script: Arc<Mutex<VecDeque<u16>>>,
+    delay: Duration,
 }
 
 async fn receive(req: HttpRequest, body: web::Bytes, receiver: web::Data<Receiver>) -> HttpResponse {
     let headers =
         req.headers().iter().map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned())).collect();
     receiver.received.lock().unwrap().push(Received { headers, body: String::from_utf8_lossy(&body).into_owned() });
+    if !receiver.delay.is_zero() {
+        tokio::time::sleep(receiver.delay).await;
+    }
     let status = receiver.script.lock().unwrap().pop_front().unwrap_or(200);
     HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap()).body(format!("answered {status}"))
 }
 
 impl Receiver {
     pub async fn start() -> Self {
+        Self::start_slow(Duration::ZERO).await
+    }
+
+    /// A receiver that takes `delay` to answer each request.
+    pub async fn start_slow(delay: Duration) -> Self {
         let listener = testkit::net::listener();
         let port = listener.local_addr().unwrap().port();
-        let receiver = Self { port, received: Arc::default(), script: Arc::default() };
+        let receiver = Self { port, received: Arc::default(), script: Arc::default(), delay };
         let data = web::Data::new(receiver.clone());
         let server = HttpServer::new(move || App::new().app_data(data.clone()).default_service(web::to(receive)))
-            .workers(1)
+            .workers(2)
             .listen(listener)
             .unwrap()
             .run();
