@@ -4,6 +4,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use shared::config::{ConfigError, DatabaseConfig, Env, Problems, RedisConfig};
 
+use crate::breaker::BreakerSettings;
 use crate::ssrf::AddressPolicy;
 
 /// Everything the workers read at start.
@@ -30,6 +31,7 @@ pub struct Settings {
     pub max_attempts: u32,
     /// Where webhooks may go.
     pub address_policy: AddressPolicy,
+    pub breaker: BreakerSettings,
 }
 
 impl Default for Settings {
@@ -41,6 +43,7 @@ impl Default for Settings {
             retry_schedule: [5, 30, 120, 600, 1_800, 3_600, 10_800].into_iter().map(Duration::from_secs).collect(),
             max_attempts: 8,
             address_policy: AddressPolicy::default(),
+            breaker: BreakerSettings::default(),
         }
     }
 }
@@ -94,6 +97,18 @@ impl WorkerConfig {
                 })
                 .collect(),
         };
+        let breaker = BreakerSettings {
+            threshold: env
+                .parsed("BREAKER_THRESHOLD", defaults.breaker.threshold, "a whole number of failures", &mut problems)
+                .max(1),
+            open_for: Duration::from_secs(
+                env.parsed("BREAKER_OPEN_SECS", 30u64, "a whole number of seconds", &mut problems).max(1),
+            ),
+            max_open_for: Duration::from_secs(
+                env.parsed("BREAKER_MAX_OPEN_SECS", 3_600u64, "a whole number of seconds", &mut problems).max(1),
+            ),
+            probe_timeout: defaults.breaker.probe_timeout,
+        };
         let metrics_addr =
             env.address_or_off("WORKER_METRICS_ADDR", SocketAddr::from(([0, 0, 0, 0], 9102)), &mut problems);
         let config = Self {
@@ -106,6 +121,7 @@ impl WorkerConfig {
                 retry_schedule,
                 max_attempts: max_attempts.max(1),
                 address_policy: AddressPolicy { allowed },
+                breaker,
             },
             metrics_addr,
         };

@@ -1,6 +1,7 @@
 //! Action workers (DESIGN "Data flow" 4-5): Redis streams → deliveries, with retries,
 //! dead letters and a delivery log. This version delivers signed webhooks.
 
+pub mod breaker;
 pub mod config;
 pub mod outcome;
 pub mod queue;

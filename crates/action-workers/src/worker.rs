@@ -11,6 +11,7 @@ use shared::redis::RedisHandle;
 use shared::trigger::{Action, ActionKind};
 use sqlx::PgPool;
 
+use crate::breaker::{self, Gate};
 use crate::config::Settings;
 use crate::outcome::{Attempt, Verdict};
 use crate::queue::{Message, Queue};
@@ -74,8 +75,25 @@ impl Worker {
             queue.ack(&message.id).await?;
             return Ok(());
         }
+        // An open breaker holds the job back without spending an attempt.
+        let gate = breaker::gate(&self.pool, job.action.id, &self.settings.breaker).await?;
+        if let Gate::Wait(wait) = gate {
+            let due = chrono::Utc::now().timestamp_millis() + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX / 4);
+            queue.retry_at(&payload, due).await?;
+            queue.ack(&message.id).await?;
+            metrics::counter!("worker_held_by_breaker_total").increment(1);
+            return Ok(());
+        }
         let number = state.attempts + 1;
         let attempt = self.attempt(&job, &state.secrets).await;
+        match attempt.verdict {
+            Verdict::Delivered => breaker::succeeded(&self.pool, job.action.id).await?,
+            Verdict::Retry { .. } => {
+                breaker::failed(&self.pool, job.action.id, gate == Gate::Probe, &self.settings.breaker).await?;
+            }
+            // A rejected request says nothing about the target's health.
+            Verdict::Permanent => {}
+        }
         let after = match attempt.verdict {
             Verdict::Delivered => After::Delivered,
             Verdict::Permanent => After::Failed,

@@ -39,6 +39,8 @@ pub struct Receiver {
     pub port: u16,
     pub received: Arc<Mutex<Vec<Received>>>,
     script: Arc<Mutex<VecDeque<u16>>>,
+    /// The answer once the script is used up.
+    default_status: Arc<Mutex<u16>>,
     delay: Duration,
 }
 
@@ -49,7 +51,8 @@ async fn receive(req: HttpRequest, body: web::Bytes, receiver: web::Data<Receive
     if !receiver.delay.is_zero() {
         tokio::time::sleep(receiver.delay).await;
     }
-    let status = receiver.script.lock().unwrap().pop_front().unwrap_or(200);
+    let fallback = *receiver.default_status.lock().unwrap();
+    let status = receiver.script.lock().unwrap().pop_front().unwrap_or(fallback);
     HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap()).body(format!("answered {status}"))
 }
 
@@ -62,7 +65,13 @@ impl Receiver {
     pub async fn start_slow(delay: Duration) -> Self {
         let listener = testkit::net::listener();
         let port = listener.local_addr().unwrap().port();
-        let receiver = Self { port, received: Arc::default(), script: Arc::default(), delay };
+        let receiver = Self {
+            port,
+            received: Arc::default(),
+            script: Arc::default(),
+            default_status: Arc::new(Mutex::new(200)),
+            delay,
+        };
         let data = web::Data::new(receiver.clone());
         let server = HttpServer::new(move || App::new().app_data(data.clone()).default_service(web::to(receive)))
             .workers(2)
@@ -75,6 +84,11 @@ impl Receiver {
 
     pub fn answer(&self, statuses: &[u16]) {
         self.script.lock().unwrap().extend(statuses);
+    }
+
+    /// Answers `status` to everything not scripted, from now on.
+    pub fn answer_always(&self, status: u16) {
+        *self.default_status.lock().unwrap() = status;
     }
 
     pub fn requests(&self) -> Vec<Received> {
