@@ -2,6 +2,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use ipnet::IpNet;
+use secrecy::SecretString;
 use shared::config::{ConfigError, DatabaseConfig, Env, Problems, RedisConfig};
 
 use crate::breaker::BreakerSettings;
@@ -32,6 +33,21 @@ pub struct Settings {
     /// Where webhooks may go.
     pub address_policy: AddressPolicy,
     pub breaker: BreakerSettings,
+    pub telegram: TelegramSettings,
+}
+
+/// Where the Telegram Bot API is, and the server's bot.
+#[derive(Debug, Clone)]
+pub struct TelegramSettings {
+    pub api_url: String,
+    /// Used when an action has no `bot_token` of its own.
+    pub bot_token: Option<SecretString>,
+}
+
+impl Default for TelegramSettings {
+    fn default() -> Self {
+        Self { api_url: "https://api.telegram.org".to_owned(), bot_token: None }
+    }
 }
 
 impl Default for Settings {
@@ -44,6 +60,7 @@ impl Default for Settings {
             max_attempts: 8,
             address_policy: AddressPolicy::default(),
             breaker: BreakerSettings::default(),
+            telegram: TelegramSettings::default(),
         }
     }
 }
@@ -109,6 +126,10 @@ impl WorkerConfig {
             ),
             probe_timeout: defaults.breaker.probe_timeout,
         };
+        let telegram_api = env.string("TELEGRAM_API_URL", &defaults.telegram.api_url);
+        if !(telegram_api.starts_with("http://") || telegram_api.starts_with("https://")) {
+            problems.push("TELEGRAM_API_URL", format!("must be an http(s) URL (got {telegram_api:?})"));
+        }
         let metrics_addr =
             env.address_or_off("WORKER_METRICS_ADDR", SocketAddr::from(([0, 0, 0, 0], 9102)), &mut problems);
         let config = Self {
@@ -122,6 +143,7 @@ impl WorkerConfig {
                 max_attempts: max_attempts.max(1),
                 address_policy: AddressPolicy { allowed },
                 breaker,
+                telegram: TelegramSettings { api_url: telegram_api, bot_token: env.secret("TELEGRAM_BOT_TOKEN") },
             },
             metrics_addr,
         };

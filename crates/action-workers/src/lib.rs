@@ -9,6 +9,7 @@ pub mod record;
 pub mod render;
 pub mod signing;
 pub mod ssrf;
+pub mod telegram;
 pub mod webhook;
 pub mod worker;
 

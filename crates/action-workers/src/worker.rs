@@ -16,6 +16,7 @@ use crate::config::Settings;
 use crate::outcome::{Attempt, Verdict};
 use crate::queue::{Message, Queue};
 use crate::record::{self, After};
+use crate::telegram::{Pace, TelegramClient, render_message};
 use crate::webhook::WebhookClient;
 
 #[derive(Debug, thiserror::Error)]
@@ -32,14 +33,24 @@ pub struct Worker {
     pool: PgPool,
     settings: Settings,
     webhooks: WebhookClient,
+    telegram: TelegramClient,
     kind: ActionKind,
     redis: RedisHandle,
+}
+
+/// What a worker did with a job it may deliver.
+enum Step {
+    Attempted(Attempt),
+    /// Pacing says later; no attempt is spent.
+    Hold(Duration),
 }
 
 impl Worker {
     pub fn new(pool: PgPool, redis: RedisHandle, kind: ActionKind, settings: Settings) -> Result<Self, reqwest::Error> {
         let webhooks = WebhookClient::new(settings.address_policy.clone())?;
-        Ok(Self { pool, settings, webhooks, kind, redis })
+        let telegram =
+            TelegramClient::new(&settings.telegram.api_url, settings.telegram.bot_token.clone(), redis.clone())?;
+        Ok(Self { pool, settings, webhooks, telegram, kind, redis })
     }
 
     /// The queue of consumer `index` of this process.
@@ -78,14 +89,14 @@ impl Worker {
         // An open breaker holds the job back without spending an attempt.
         let gate = breaker::gate(&self.pool, job.action.id, &self.settings.breaker).await?;
         if let Gate::Wait(wait) = gate {
-            let due = chrono::Utc::now().timestamp_millis() + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX / 4);
-            queue.retry_at(&payload, due).await?;
-            queue.ack(&message.id).await?;
             metrics::counter!("worker_held_by_breaker_total").increment(1);
-            return Ok(());
+            return hold(queue, &message.id, &payload, wait).await;
         }
         let number = state.attempts + 1;
-        let attempt = self.attempt(&job, &state.secrets).await;
+        let attempt = match self.attempt(&job, &state.secrets).await? {
+            Step::Attempted(attempt) => attempt,
+            Step::Hold(wait) => return hold(queue, &message.id, &payload, wait).await,
+        };
         match attempt.verdict {
             Verdict::Delivered => breaker::succeeded(&self.pool, job.action.id).await?,
             Verdict::Retry { .. } => {
@@ -124,24 +135,39 @@ impl Worker {
         Ok(())
     }
 
-    async fn attempt(&self, job: &Job, secrets: &serde_json::Value) -> Attempt {
+    async fn attempt(&self, job: &Job, secrets: &serde_json::Value) -> Result<Step, WorkerError> {
         let action: Action = match serde_json::from_value(job.action.config.clone()) {
             Ok(action) => action,
             Err(err) => {
-                return Attempt::failed(Verdict::Permanent, format!("the action's configuration is unreadable: {err}"));
+                let error = format!("the action's configuration is unreadable: {err}");
+                return Ok(Step::Attempted(Attempt::failed(Verdict::Permanent, error)));
             }
         };
-        match action {
-            Action::Webhook(webhook) => {
-                let Some(secret) = secrets.get("signing_secret").and_then(|s| s.as_str()) else {
-                    return Attempt::failed(Verdict::Permanent, "the webhook has no signing secret");
+        let secret = |name: &str| secrets.get(name).and_then(|s| s.as_str()).map(|s| SecretString::from(s.to_owned()));
+        Ok(Step::Attempted(match action {
+            Action::Webhook(webhook) => match secret("signing_secret") {
+                Some(signing) => self.webhooks.deliver(job, &webhook, &signing).await,
+                None => Attempt::failed(Verdict::Permanent, "the webhook has no signing secret"),
+            },
+            Action::Telegram(telegram) => {
+                let own = secret("bot_token");
+                let Some(token) = self.telegram.token(own.as_ref()) else {
+                    return Ok(Step::Attempted(Attempt::failed(
+                        Verdict::Permanent,
+                        "no bot token: set TELEGRAM_BOT_TOKEN or the action's bot_token",
+                    )));
                 };
-                self.webhooks.deliver(job, &webhook, &SecretString::from(secret.to_owned())).await
+                let text = match render_message(job, &telegram) {
+                    Ok(text) => text,
+                    Err(error) => return Ok(Step::Attempted(Attempt::failed(Verdict::Permanent, error))),
+                };
+                if let Pace::Wait(wait) = self.telegram.pace(token, &telegram.chat_id).await? {
+                    return Ok(Step::Hold(wait));
+                }
+                self.telegram.send(token, &telegram, text).await
             }
-            Action::Telegram(_) | Action::Mcp(_) => {
-                Attempt::failed(Verdict::Permanent, "this worker delivers webhooks only")
-            }
-        }
+            Action::Mcp(_) => Attempt::failed(Verdict::Permanent, "MCP tool calls are not delivered by this version"),
+        }))
     }
 
     /// The wait before attempt `number + 1`: the schedule's entry, ±20%.
@@ -204,10 +230,18 @@ impl Worker {
     }
 }
 
+/// Puts a job back for later without spending an attempt, and acknowledges the message.
+async fn hold(queue: &Queue, message: &str, payload: &str, wait: Duration) -> Result<(), WorkerError> {
+    let due = chrono::Utc::now().timestamp_millis() + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX / 4);
+    queue.retry_at(payload, due).await?;
+    queue.ack(message).await?;
+    Ok(())
+}
+
 /// Runs the consumers and housekeeping of every kind this version delivers, until dropped.
 pub async fn run(pool: PgPool, redis: RedisHandle, settings: Settings) -> Result<(), reqwest::Error> {
     let mut tasks = tokio::task::JoinSet::new();
-    for kind in [ActionKind::Webhook] {
+    for kind in [ActionKind::Webhook, ActionKind::Telegram] {
         let worker = Worker::new(pool.clone(), redis.clone(), kind, settings.clone())?;
         for index in 0..settings.concurrency {
             tasks.spawn(worker.clone().consume(index));

@@ -1,0 +1,224 @@
+//! Telegram messages through the Bot API's `sendMessage`, with values escaped for the parse
+//! mode, `retry_after` honoured, and pacing shared by every worker through Redis (one
+//! message a second per chat, thirty a second per bot).
+
+use std::time::{Duration, Instant};
+
+use minijinja::{AutoEscape, Environment, Output, State, Value};
+use redis::AsyncCommands;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use shared::job::Job;
+use shared::redis::RedisHandle;
+use shared::trigger::{ParseMode, TelegramAction};
+
+use crate::outcome::{Attempt, Verdict};
+use crate::render::context;
+
+/// Telegram's limit on one message, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 4096;
+const PER_BOT_PER_SECOND: i64 = 30;
+
+const DEFAULT_TEMPLATE: &str = "{{ trigger.name }}: {{ event.event_type }} for agent {{ event.agent_id }} on {{ chain.name }}\
+{% if event.value is defined %}, value {{ event.value }}{% endif %}\
+{% if event.tag1 %} ({{ event.tag1 }}){% endif %} at block {{ event.block_number }}";
+
+/// Escapes text for MarkdownV2: every special character gets a backslash.
+pub fn escape_markdown_v2(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if "_*[]()~`>#+-=|{}.!\\".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Escapes text for Telegram's HTML.
+pub fn escape_html(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// Renders the message: inserted values are escaped for the parse mode, the template's own
+/// markup is kept.
+pub fn render_message(job: &Job, action: &TelegramAction) -> Result<String, String> {
+    let mut env = Environment::new();
+    let mode = action.parse_mode;
+    env.set_auto_escape_callback(move |_| match mode {
+        ParseMode::Plain => AutoEscape::None,
+        ParseMode::Html | ParseMode::MarkdownV2 => AutoEscape::Custom("telegram".into()),
+    });
+    env.set_formatter(move |out: &mut Output, state: &mut State, value: &Value| {
+        if *state.auto_escape() == AutoEscape::None || value.is_safe() {
+            return minijinja::escape_formatter(out, state, value);
+        }
+        let text = if value.is_none() || value.is_undefined() { String::new() } else { value.to_string() };
+        let escaped = match mode {
+            ParseMode::MarkdownV2 => escape_markdown_v2(&text),
+            _ => escape_html(&text),
+        };
+        out.write_str(&escaped).map_err(|_| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "write failed"))
+    });
+    let source = action.template.as_deref().unwrap_or(DEFAULT_TEMPLATE);
+    let template = env.template_from_str(source).map_err(|e| format!("the template cannot be rendered: {e}"))?;
+    let text = template
+        .render(minijinja::value::Serde(&context(job)))
+        .map_err(|e| format!("the template cannot be rendered: {e}"))?;
+    Ok(truncate(&text, mode))
+}
+
+/// Cuts a message to Telegram's limit without leaving half an escape, entity or tag.
+pub fn truncate(text: &str, mode: ParseMode) -> String {
+    if text.chars().count() <= MAX_MESSAGE_CHARS {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(MAX_MESSAGE_CHARS - 1).collect();
+    match mode {
+        ParseMode::Html => {
+            if let Some(open) = cut.rfind(['<', '&'])
+                && !cut[open..].contains(['>', ';'])
+            {
+                cut.truncate(open);
+            }
+        }
+        ParseMode::MarkdownV2 => {
+            let trailing = cut.chars().rev().take_while(|c| *c == '\\').count();
+            if trailing % 2 == 1 {
+                cut.pop();
+            }
+        }
+        ParseMode::Plain => {}
+    }
+    cut.push('…');
+    cut
+}
+
+#[derive(Clone)]
+pub struct TelegramClient {
+    http: reqwest::Client,
+    api_url: String,
+    default_token: Option<SecretString>,
+    redis: RedisHandle,
+}
+
+/// What the pacer says about sending now.
+pub enum Pace {
+    Go,
+    /// Come back after this long; no attempt is spent.
+    Wait(Duration),
+}
+
+impl TelegramClient {
+    pub fn new(api_url: &str, default_token: Option<SecretString>, redis: RedisHandle) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
+        Ok(Self { http, api_url: api_url.trim_end_matches('/').to_owned(), default_token, redis })
+    }
+
+    /// The token to use: the action's own, else the server's.
+    pub fn token<'a>(&'a self, own: Option<&'a SecretString>) -> Option<&'a SecretString> {
+        own.or(self.default_token.as_ref())
+    }
+
+    /// Takes a sending slot for `chat` of the bot `token`, shared by every worker.
+    pub async fn pace(&self, token: &SecretString, chat: &str) -> redis::RedisResult<Pace> {
+        let bot = hex_digest(token.expose_secret());
+        let mut conn = self.redis.connection().await?;
+        let chat_key = self.redis.config().key(&format!("telegram:chat:{bot}:{chat}"));
+        let taken: Option<String> =
+            redis::cmd("SET").arg(&chat_key).arg(1).arg("NX").arg("PX").arg(1_000).query_async(&mut conn).await?;
+        if taken.is_none() {
+            let ttl: i64 = conn.pttl(&chat_key).await?;
+            return Ok(Pace::Wait(Duration::from_millis(u64::try_from(ttl.max(50)).unwrap_or(1_000))));
+        }
+        let second = chrono::Utc::now().timestamp();
+        let bot_key = self.redis.config().key(&format!("telegram:bot:{bot}:{second}"));
+        let sent: i64 = conn.incr(&bot_key, 1).await?;
+        let _: bool = conn.expire(&bot_key, 2).await?;
+        if sent > PER_BOT_PER_SECOND {
+            // Give the chat's slot back; the bot is at its limit this second.
+            let _: i64 = conn.del(&chat_key).await?;
+            return Ok(Pace::Wait(Duration::from_millis(
+                1_000 - u64::from(chrono::Utc::now().timestamp_subsec_millis().min(999)),
+            )));
+        }
+        Ok(Pace::Go)
+    }
+
+    /// One `sendMessage`.
+    pub async fn send(&self, token: &SecretString, action: &TelegramAction, text: String) -> Attempt {
+        let url = format!("{}/bot{}/sendMessage", self.api_url, token.expose_secret());
+        let mut body = json!({"chat_id": action.chat_id, "text": text, "link_preview_options": {"is_disabled": true}});
+        match action.parse_mode {
+            ParseMode::Html => body["parse_mode"] = json!("HTML"),
+            ParseMode::MarkdownV2 => body["parse_mode"] = json!("MarkdownV2"),
+            ParseMode::Plain => {}
+        }
+        let started = Instant::now();
+        let response = match self.http.post(url).json(&body).send().await {
+            Ok(response) => response,
+            // The URL holds the token: it never goes into an error message.
+            Err(err) => {
+                return Attempt {
+                    verdict: Verdict::Retry { after: None },
+                    status: None,
+                    error: Some(shared::startup::error_chain(&err.without_url())),
+                    latency: started.elapsed(),
+                    excerpt: None,
+                };
+            }
+        };
+        let status = response.status().as_u16();
+        let reply: serde_json::Value = response.json().await.unwrap_or(serde_json::Value::Null);
+        let latency = started.elapsed();
+        let description = reply["description"].as_str().map(str::to_owned);
+        let verdict = match status {
+            200..=299 if reply["ok"] == json!(true) => Verdict::Delivered,
+            429 => Verdict::Retry { after: reply["parameters"]["retry_after"].as_u64().map(Duration::from_secs) },
+            500..=599 => Verdict::Retry { after: None },
+            _ => Verdict::Permanent,
+        };
+        Attempt {
+            error: (verdict != Verdict::Delivered).then(|| description.unwrap_or_else(|| format!("HTTP {status}"))),
+            verdict,
+            status: Some(status),
+            latency,
+            excerpt: Some(reply.to_string().chars().take(crate::webhook::EXCERPT_BYTES).collect()),
+        }
+    }
+}
+
+fn hex_digest(text: &str) -> String {
+    let digest = Sha256::digest(text.as_bytes());
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markdown_v2_escapes_every_special_character() {
+        assert_eq!(escape_markdown_v2("_*[]()~`>#+-=|{}.!"), "\\_\\*\\[\\]\\(\\)\\~\\`\\>\\#\\+\\-\\=\\|\\{\\}\\.\\!");
+        assert_eq!(escape_markdown_v2("a\\b"), "a\\\\b");
+    }
+
+    #[test]
+    fn html_escapes_markup() {
+        assert_eq!(escape_html("<b>&\"x\""), "&lt;b&gt;&amp;&quot;x&quot;");
+    }
+
+    #[test]
+    fn long_messages_are_cut_cleanly() {
+        let html = format!("{}&amp;", "x".repeat(4093));
+        let cut = truncate(&html, ParseMode::Html);
+        assert_eq!(cut.chars().count(), 4094);
+        assert!(cut.ends_with("xxx…"), "no half entity: {}", &cut[cut.len() - 10..]);
+        let md = format!("{}\\.", "y".repeat(4094));
+        let cut = truncate(&md, ParseMode::MarkdownV2);
+        assert!(cut.chars().count() <= MAX_MESSAGE_CHARS);
+        assert!(cut.ends_with("y…"), "no dangling backslash");
+        assert_eq!(truncate("short", ParseMode::Plain), "short");
+    }
+}
