@@ -215,7 +215,7 @@ mod tests {
         let cut = truncate(&html, ParseMode::Html);
         assert_eq!(cut.chars().count(), 4094);
         assert!(cut.ends_with("xxx…"), "no half entity: {}", &cut[cut.len() - 10..]);
-        let md = format!("{}\\.", "y".repeat(4094));
+        let md = format!("{}\\.zz", "y".repeat(4094));
         let cut = truncate(&md, ParseMode::MarkdownV2);
         assert!(cut.chars().count() <= MAX_MESSAGE_CHARS);
         assert!(cut.ends_with("y…"), "no dangling backslash");
