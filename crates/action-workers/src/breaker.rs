@@ -3,6 +3,7 @@
 //! The open period doubles with each trip, within bounds. The state lives in PostgreSQL,
 //! where every worker and the API see it.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use shared::domain::ActionId;
@@ -31,34 +32,42 @@ impl Default for BreakerSettings {
     }
 }
 
-/// Whether a job of the action may be attempted now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Gate {
-    /// Closed: go ahead.
-    Pass,
-    /// Half-open and this job is the one probe.
-    Probe,
-    /// Open: come back after this long.
-    Wait(Duration),
+/// A breaker's state as read for a batch of jobs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Status {
+    /// Closed; `clean` when there is no failure to forget on the next success.
+    Closed { clean: bool },
+    /// Open for this much longer.
+    Open(Duration),
+    /// Open and due for a probe, or half-open.
+    Probing,
 }
 
-pub async fn gate(pool: &PgPool, action: ActionId, settings: &BreakerSettings) -> Result<Gate, sqlx::Error> {
-    let row: Option<(String, Option<f64>)> = sqlx::query_as(
-        "SELECT state, EXTRACT(EPOCH FROM (open_until - now()))::float8 FROM action_breakers WHERE action_id = $1",
+/// The breakers of `actions` (absent ones are closed and clean), in one query.
+pub async fn statuses(pool: &PgPool, actions: &[ActionId]) -> Result<HashMap<ActionId, Status>, sqlx::Error> {
+    let ids: Vec<uuid::Uuid> = actions.iter().map(|a| a.0).collect();
+    let rows: Vec<(ActionId, String, i32, Option<f64>)> = sqlx::query_as(
+        "SELECT action_id, state, consecutive_failures, EXTRACT(EPOCH FROM (open_until - now()))::float8
+         FROM action_breakers WHERE action_id = ANY($1)",
     )
-    .bind(action)
-    .fetch_optional(pool)
+    .bind(&ids)
+    .fetch_all(pool)
     .await?;
-    let Some((state, remaining)) = row else { return Ok(Gate::Pass) };
-    if state == "closed" {
-        return Ok(Gate::Pass);
+    let mut statuses: HashMap<ActionId, Status> =
+        actions.iter().map(|a| (*a, Status::Closed { clean: true })).collect();
+    for (action, state, failures, remaining) in rows {
+        let status = match (state.as_str(), remaining) {
+            ("closed", _) => Status::Closed { clean: failures == 0 },
+            ("open", Some(secs)) if secs > 0.0 => Status::Open(Duration::from_secs_f64(secs)),
+            _ => Status::Probing,
+        };
+        statuses.insert(action, status);
     }
-    if state == "open"
-        && let Some(secs) = remaining.filter(|s| *s > 0.0)
-    {
-        return Ok(Gate::Wait(Duration::from_secs_f64(secs)));
-    }
-    // Open and due, or half-open with a probe that never reported: one job may probe.
+    Ok(statuses)
+}
+
+/// Tries to become the one half-open probe of `action`.
+pub async fn try_probe(pool: &PgPool, action: ActionId, settings: &BreakerSettings) -> Result<bool, sqlx::Error> {
     let probe: Option<i32> = sqlx::query_scalar(
         "UPDATE action_breakers SET state = 'half_open', updated_at = now()
          WHERE action_id = $1
@@ -70,10 +79,7 @@ pub async fn gate(pool: &PgPool, action: ActionId, settings: &BreakerSettings) -
     .bind(settings.probe_timeout.as_secs_f64())
     .fetch_optional(pool)
     .await?;
-    Ok(match probe {
-        Some(_) => Gate::Probe,
-        None => Gate::Wait(settings.open_for.min(Duration::from_secs(1))),
-    })
+    Ok(probe.is_some())
 }
 
 /// A delivery reached the target: the breaker closes.

@@ -119,18 +119,27 @@ impl Queue {
         }
     }
 
-    pub async fn ack(&self, id: &str) -> redis::RedisResult<()> {
+    /// Acknowledges several messages at once.
+    pub async fn ack_many(&self, ids: &[String]) -> redis::RedisResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
         let mut conn = self.redis.connection().await?;
-        let _: i64 = conn.xack(&self.stream, GROUP, &[id]).await?;
+        let _: i64 = conn.xack(&self.stream, GROUP, ids).await?;
         Ok(())
     }
 
-    /// Schedules a job to come back into the stream at `due_ms` (unix milliseconds). The
-    /// worker never sleeps on a retry.
-    pub async fn retry_at(&self, payload: &str, due_ms: i64) -> redis::RedisResult<()> {
+    /// Schedules several jobs (payload, due unix ms) in one round trip.
+    pub async fn retry_many(&self, jobs: &[(String, i64)]) -> redis::RedisResult<()> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
         let mut conn = self.redis.connection().await?;
-        let _: i64 = conn.zadd(&self.retries, payload, due_ms).await?;
-        Ok(())
+        let mut pipe = redis::pipe();
+        for (payload, due) in jobs {
+            pipe.zadd(&self.retries, payload, *due).ignore();
+        }
+        pipe.query_async::<()>(&mut conn).await
     }
 
     /// Moves retries that are due back into the stream. Returns how many moved.

@@ -1,6 +1,8 @@
 //! The delivery log and the outbox: what a worker reads before an attempt and writes after
 //! it, in one transaction per attempt.
 
+use std::collections::HashMap;
+
 use serde_json::Value;
 use shared::job::Job;
 use sqlx::PgPool;
@@ -23,16 +25,17 @@ impl JobState {
     }
 }
 
-/// The state of `job`, or `None` when its trigger or action was deleted meanwhile.
-pub async fn load(pool: &PgPool, job: &Job) -> Result<Option<JobState>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT o.status, o.attempts, a.secrets FROM action_outbox o
+/// The states of several jobs, by job id, in one query.
+pub async fn load_many(pool: &PgPool, jobs: &[uuid::Uuid]) -> Result<HashMap<uuid::Uuid, JobState>, sqlx::Error> {
+    let rows: Vec<(uuid::Uuid, String, i32, Value)> = sqlx::query_as(
+        "SELECT o.job_id, o.status, o.attempts, a.secrets FROM action_outbox o
          JOIN trigger_actions a ON a.id = o.action_id
-         WHERE o.job_id = $1",
+         WHERE o.job_id = ANY($1)",
     )
-    .bind(job.job_id)
-    .fetch_optional(pool)
-    .await
+    .bind(jobs)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|(id, status, attempts, secrets)| (id, JobState { status, attempts, secrets })).collect())
 }
 
 /// How an attempt leaves the job.
@@ -49,7 +52,7 @@ pub enum After {
 
 impl After {
     /// The `deliveries.outcome` of the attempt.
-    fn outcome(self) -> &'static str {
+    pub fn outcome(self) -> &'static str {
         match self {
             After::Delivered => "success",
             After::Failed => "failed",
@@ -69,41 +72,67 @@ impl After {
     }
 }
 
-/// Logs attempt number `number` and, when it ends the job, finishes the outbox row, in one
-/// transaction. A job already finished by another worker stays as it is, and a second
-/// success for one job is never recorded.
-pub async fn record(pool: &PgPool, job: &Job, number: i32, attempt: &Attempt, after: After) -> Result<(), sqlx::Error> {
+/// One attempt to record.
+pub struct Recorded<'a> {
+    pub job: &'a Job,
+    pub number: i32,
+    pub attempt: &'a Attempt,
+    pub after: After,
+}
+
+/// Logs several attempts and finishes the jobs they end, in one transaction; the same rules
+/// as for a single attempt: a job already finished by another worker stays as it is, and a
+/// second success for one job is never recorded.
+pub async fn record_many(pool: &PgPool, attempts: &[Recorded<'_>]) -> Result<(), sqlx::Error> {
+    if attempts.is_empty() {
+        return Ok(());
+    }
+    let jobs: Vec<uuid::Uuid> = attempts.iter().map(|r| r.job.job_id.0).collect();
+    let triggers: Vec<uuid::Uuid> = attempts.iter().map(|r| r.job.trigger.id.0).collect();
+    let actions: Vec<uuid::Uuid> = attempts.iter().map(|r| r.job.action.id.0).collect();
+    let events: Vec<i64> = attempts.iter().map(|r| r.job.event.id.0).collect();
+    let kinds: Vec<&str> = attempts.iter().map(|r| r.job.kind().as_str()).collect();
+    let numbers: Vec<i32> = attempts.iter().map(|r| r.number).collect();
+    let outcomes: Vec<&str> = attempts.iter().map(|r| r.after.outcome()).collect();
+    let statuses: Vec<Option<i32>> = attempts.iter().map(|r| r.attempt.status.map(i32::from)).collect();
+    let errors: Vec<Option<&str>> = attempts.iter().map(|r| r.attempt.error.as_deref()).collect();
+    let latencies: Vec<i32> =
+        attempts.iter().map(|r| i32::try_from(r.attempt.latency.as_millis()).unwrap_or(i32::MAX)).collect();
+    let excerpts: Vec<Option<&str>> = attempts.iter().map(|r| r.attempt.excerpt.as_deref()).collect();
+    let finals: Vec<Option<&str>> = attempts.iter().map(|r| r.after.status()).collect();
     let mut tx = pool.begin().await?;
     sqlx::query(
         "INSERT INTO deliveries
             (job_id, trigger_id, action_id, event_id, kind, attempt, outcome, status_code, error, latency_ms, response_excerpt)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+         SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::int8[], $5::text[], $6::int4[], $7::text[],
+                              $8::int4[], $9::text[], $10::int4[], $11::text[])
          ON CONFLICT DO NOTHING",
     )
-    .bind(job.job_id)
-    .bind(job.trigger.id)
-    .bind(job.action.id)
-    .bind(job.event.id.0)
-    .bind(job.kind().as_str())
-    .bind(number)
-    .bind(after.outcome())
-    .bind(attempt.status.map(i32::from))
-    .bind(&attempt.error)
-    .bind(i32::try_from(attempt.latency.as_millis()).unwrap_or(i32::MAX))
-    .bind(&attempt.excerpt)
+    .bind(&jobs)
+    .bind(&triggers)
+    .bind(&actions)
+    .bind(&events)
+    .bind(&kinds)
+    .bind(&numbers)
+    .bind(&outcomes)
+    .bind(&statuses)
+    .bind(&errors)
+    .bind(&latencies)
+    .bind(&excerpts)
     .execute(&mut *tx)
     .await?;
     sqlx::query(
-        "UPDATE action_outbox
-         SET attempts = GREATEST(attempts, $2),
-             status = COALESCE($3, status),
-             finished_at = CASE WHEN $3 IS NULL THEN finished_at ELSE now() END,
+        "UPDATE action_outbox o
+         SET attempts = GREATEST(o.attempts, u.n),
+             status = COALESCE(u.s, o.status),
+             finished_at = CASE WHEN u.s IS NULL THEN o.finished_at ELSE now() END,
              updated_at = now()
-         WHERE job_id = $1 AND status NOT IN ('delivered', 'failed', 'dead')",
+         FROM UNNEST($1::uuid[], $2::int4[], $3::text[]) AS u(j, n, s)
+         WHERE o.job_id = u.j AND o.status NOT IN ('delivered', 'failed', 'dead')",
     )
-    .bind(job.job_id)
-    .bind(number)
-    .bind(after.status())
+    .bind(&jobs)
+    .bind(&numbers)
+    .bind(&finals)
     .execute(&mut *tx)
     .await?;
     tx.commit().await

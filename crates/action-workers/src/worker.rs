@@ -2,20 +2,22 @@
 //! attempt, then acknowledge, reschedule or dead-letter. A retry is a scheduled message,
 //! never a sleep.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use rand::Rng;
 use secrecy::SecretString;
+use shared::domain::ActionId;
 use shared::job::Job;
 use shared::redis::RedisHandle;
 use shared::trigger::{Action, ActionKind};
 use sqlx::PgPool;
 
-use crate::breaker::{self, Gate};
+use crate::breaker::{self, Status};
 use crate::config::Settings;
 use crate::outcome::{Attempt, Verdict};
 use crate::queue::{Message, Queue};
-use crate::record::{self, After};
+use crate::record::{self, After, Recorded};
 use crate::telegram::{Pace, TelegramClient, render_message};
 use crate::webhook::WebhookClient;
 
@@ -26,6 +28,11 @@ pub enum WorkerError {
     #[error("redis error")]
     Redis(#[from] redis::RedisError),
 }
+
+/// Messages read and handled together.
+const BATCH: usize = 64;
+/// How long jobs wait while another job probes a half-open breaker.
+const PROBE_PENDING: Duration = Duration::from_secs(1);
 
 /// Delivers the jobs of one action kind.
 #[derive(Clone)]
@@ -58,80 +65,141 @@ impl Worker {
         Queue::new(self.redis.clone(), self.kind, &format!("{}-{index}", self.settings.name))
     }
 
-    /// Handles one message and acknowledges it once its outcome is recorded. On an error
-    /// (the database or Redis away) the message stays unacknowledged and comes back.
+    /// Handles one message; see [`Worker::handle_batch`].
     pub async fn handle(&self, queue: &Queue, message: Message) -> Result<(), WorkerError> {
-        let Some(payload) = message.payload else {
-            queue.ack(&message.id).await?;
-            return Ok(());
-        };
-        let job: Job = match serde_json::from_str(&payload) {
-            Ok(job) => job,
-            Err(err) => {
-                tracing::error!(message.id = %message.id, error = %err, "dropping a message that is not a job");
-                queue.ack(&message.id).await?;
-                return Ok(());
-            }
-        };
-        let span = tracing::info_span!("job", job.id = %job.job_id, trigger.id = %job.trigger.id, action.kind = job.kind().as_str());
-        let _entered = span.enter();
-        let Some(state) = record::load(&self.pool, &job).await? else {
-            tracing::info!("the trigger or action was deleted; dropping the job");
-            queue.ack(&message.id).await?;
-            return Ok(());
-        };
-        if state.is_finished() {
-            // Pushed again after a crash or a Redis restart: already done, never sent twice.
-            metrics::counter!("worker_duplicates_skipped_total").increment(1);
-            queue.ack(&message.id).await?;
-            return Ok(());
-        }
-        // An open breaker holds the job back without spending an attempt.
-        let gate = breaker::gate(&self.pool, job.action.id, &self.settings.breaker).await?;
-        if let Gate::Wait(wait) = gate {
-            metrics::counter!("worker_held_by_breaker_total").increment(1);
-            return hold(queue, &message.id, &payload, wait).await;
-        }
-        let number = state.attempts + 1;
-        let attempt = match self.attempt(&job, &state.secrets).await? {
-            Step::Attempted(attempt) => attempt,
-            Step::Hold(wait) => return hold(queue, &message.id, &payload, wait).await,
-        };
-        match attempt.verdict {
-            Verdict::Delivered => breaker::succeeded(&self.pool, job.action.id).await?,
-            Verdict::Retry { .. } => {
-                breaker::failed(&self.pool, job.action.id, gate == Gate::Probe, &self.settings.breaker).await?;
-            }
-            // A rejected request says nothing about the target's health.
-            Verdict::Permanent => {}
-        }
-        let after = match attempt.verdict {
-            Verdict::Delivered => After::Delivered,
-            Verdict::Permanent => After::Failed,
-            Verdict::Retry { .. } if number >= i32::try_from(self.settings.max_attempts).unwrap_or(i32::MAX) => {
-                After::Dead
-            }
-            Verdict::Retry { .. } => After::Retry,
-        };
-        record::record(&self.pool, &job, number, &attempt, after).await?;
-        let kind = job.kind().as_str();
-        metrics::counter!("worker_deliveries_total", "kind" => kind, "outcome" => format!("{after:?}").to_lowercase())
-            .increment(1);
-        metrics::histogram!("worker_delivery_seconds", "kind" => kind).record(attempt.latency.as_secs_f64());
-        if after == After::Retry {
-            let delay = match attempt.verdict {
-                Verdict::Retry { after: Some(wish) } => wish,
-                _ => self.backoff(number),
+        self.handle_batch(queue, vec![message]).await
+    }
+
+    /// Handles a batch of messages: one query for the jobs' states, one for their breakers,
+    /// the deliveries one after the other, then one transaction recording every attempt, one
+    /// round trip scheduling retries, one acknowledging. A message is acknowledged only
+    /// after its outcome is recorded; on an error (the database or Redis away) nothing is
+    /// acknowledged and the messages come back.
+    pub async fn handle_batch(&self, queue: &Queue, messages: Vec<Message>) -> Result<(), WorkerError> {
+        let mut acks = Vec::with_capacity(messages.len());
+        let mut later: Vec<(String, i64)> = Vec::new();
+        let mut work: Vec<(String, String, Job)> = Vec::with_capacity(messages.len());
+        let mut seen = HashSet::new();
+        for message in messages {
+            let Some(payload) = message.payload else {
+                acks.push(message.id);
+                continue;
             };
-            let due = chrono::Utc::now().timestamp_millis() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 4);
-            queue.retry_at(&payload, due).await?;
-            metrics::counter!("worker_retries_scheduled_total", "kind" => kind).increment(1);
+            match serde_json::from_str::<Job>(&payload) {
+                // The same job twice in one batch (pushed again): the first copy decides.
+                Ok(job) if !seen.insert(job.job_id) => acks.push(message.id),
+                Ok(job) => work.push((message.id, payload, job)),
+                Err(err) => {
+                    tracing::error!(message.id = %message.id, error = %err, "dropping a message that is not a job");
+                    acks.push(message.id);
+                }
+            }
         }
-        if after == After::Dead {
-            metrics::counter!("worker_dead_jobs_total", "kind" => kind).increment(1);
+        let ids: Vec<uuid::Uuid> = work.iter().map(|(_, _, job)| job.job_id.0).collect();
+        let states = record::load_many(&self.pool, &ids).await?;
+        let actions: Vec<ActionId> =
+            work.iter().map(|(_, _, job)| job.action.id).collect::<HashSet<_>>().into_iter().collect();
+        let mut breakers = breaker::statuses(&self.pool, &actions).await?;
+
+        let mut attempts: Vec<(Job, i32, Attempt, After, String)> = Vec::with_capacity(work.len());
+        for (message_id, payload, job) in work {
+            let span = tracing::info_span!("job", job.id = %job.job_id, trigger.id = %job.trigger.id, action.kind = job.kind().as_str());
+            let _entered = span.enter();
+            let Some(state) = states.get(&job.job_id.0) else {
+                tracing::info!("the trigger or action was deleted; dropping the job");
+                acks.push(message_id);
+                continue;
+            };
+            if state.is_finished() {
+                // Pushed again after a crash or a Redis restart: already done, never sent twice.
+                metrics::counter!("worker_duplicates_skipped_total").increment(1);
+                acks.push(message_id);
+                continue;
+            }
+            // An open breaker holds the job back without spending an attempt.
+            let action = job.action.id;
+            let probe = match breakers.get(&action).copied().unwrap_or(Status::Closed { clean: true }) {
+                Status::Closed { .. } => false,
+                Status::Open(wait) => {
+                    metrics::counter!("worker_held_by_breaker_total").increment(1);
+                    later.push((payload, due_in(wait)));
+                    acks.push(message_id);
+                    continue;
+                }
+                Status::Probing => {
+                    if breaker::try_probe(&self.pool, action, &self.settings.breaker).await? {
+                        breakers.insert(action, Status::Open(PROBE_PENDING));
+                        true
+                    } else {
+                        later.push((payload, due_in(PROBE_PENDING)));
+                        acks.push(message_id);
+                        continue;
+                    }
+                }
+            };
+            let number = state.attempts + 1;
+            let attempt = match self.attempt(&job, &state.secrets).await? {
+                Step::Attempted(attempt) => attempt,
+                Step::Hold(wait) => {
+                    later.push((payload, due_in(wait)));
+                    acks.push(message_id);
+                    continue;
+                }
+            };
+            match attempt.verdict {
+                Verdict::Delivered => {
+                    if breakers.get(&action) != Some(&Status::Closed { clean: true }) {
+                        breaker::succeeded(&self.pool, action).await?;
+                        breakers.insert(action, Status::Closed { clean: true });
+                    }
+                }
+                Verdict::Retry { .. } => {
+                    if breaker::failed(&self.pool, action, probe, &self.settings.breaker).await? {
+                        breakers.insert(action, Status::Open(self.settings.breaker.open_for));
+                    } else if let Some(Status::Closed { clean }) = breakers.get_mut(&action) {
+                        *clean = false;
+                    }
+                }
+                // A rejected request says nothing about the target's health.
+                Verdict::Permanent => {}
+            }
+            let after = match attempt.verdict {
+                Verdict::Delivered => After::Delivered,
+                Verdict::Permanent => After::Failed,
+                Verdict::Retry { .. } if number >= i32::try_from(self.settings.max_attempts).unwrap_or(i32::MAX) => {
+                    After::Dead
+                }
+                Verdict::Retry { .. } => After::Retry,
+            };
+            if after == After::Retry {
+                let delay = match attempt.verdict {
+                    Verdict::Retry { after: Some(wish) } => wish,
+                    _ => self.backoff(number),
+                };
+                later.push((payload, due_in(delay)));
+            }
+            tracing::info!(attempt = number, outcome = ?after, status = ?attempt.status, error = ?attempt.error, "delivery attempt");
+            attempts.push((job, number, attempt, after, message_id));
         }
-        tracing::info!(attempt = number, outcome = ?after, status = ?attempt.status, error = ?attempt.error, "delivery attempt");
-        queue.ack(&message.id).await?;
+
+        let recorded: Vec<Recorded<'_>> = attempts
+            .iter()
+            .map(|(job, number, attempt, after, _)| Recorded { job, number: *number, attempt, after: *after })
+            .collect();
+        record::record_many(&self.pool, &recorded).await?;
+        for (job, _, attempt, after, message_id) in attempts {
+            let kind = job.kind().as_str();
+            metrics::counter!("worker_deliveries_total", "kind" => kind, "outcome" => after.outcome()).increment(1);
+            metrics::histogram!("worker_delivery_seconds", "kind" => kind).record(attempt.latency.as_secs_f64());
+            match after {
+                After::Retry => metrics::counter!("worker_retries_scheduled_total", "kind" => kind).increment(1),
+                After::Dead => metrics::counter!("worker_dead_jobs_total", "kind" => kind).increment(1),
+                After::Delivered | After::Failed => {}
+            }
+            acks.push(message_id);
+        }
+        queue.retry_many(&later).await?;
+        queue.ack_many(&acks).await?;
         Ok(())
     }
 
@@ -187,9 +255,9 @@ impl Worker {
                 queue.ensure_group().await?;
                 let mut reader = queue.reader().await?;
                 loop {
-                    let messages = queue.read(&mut reader, 16, Duration::from_millis(1_000)).await?;
-                    for message in messages {
-                        self.handle(&queue, message).await?;
+                    let messages = queue.read(&mut reader, BATCH, Duration::from_millis(1_000)).await?;
+                    if !messages.is_empty() {
+                        self.handle_batch(&queue, messages).await?;
                     }
                 }
                 #[allow(unreachable_code)]
@@ -215,8 +283,9 @@ impl Worker {
                 queue.move_due(chrono::Utc::now().timestamp_millis(), 500).await?;
                 if last_claim.elapsed() >= self.settings.claim_idle / 2 {
                     last_claim = tokio::time::Instant::now();
-                    for message in queue.reclaim(self.settings.claim_idle, 100).await? {
-                        self.handle(&queue, message).await?;
+                    let claimed = queue.reclaim(self.settings.claim_idle, BATCH).await?;
+                    if !claimed.is_empty() {
+                        self.handle_batch(&queue, claimed).await?;
                     }
                 }
                 Ok::<(), WorkerError>(())
@@ -230,12 +299,9 @@ impl Worker {
     }
 }
 
-/// Puts a job back for later without spending an attempt, and acknowledges the message.
-async fn hold(queue: &Queue, message: &str, payload: &str, wait: Duration) -> Result<(), WorkerError> {
-    let due = chrono::Utc::now().timestamp_millis() + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX / 4);
-    queue.retry_at(payload, due).await?;
-    queue.ack(message).await?;
-    Ok(())
+/// Unix milliseconds `wait` from now.
+fn due_in(wait: Duration) -> i64 {
+    chrono::Utc::now().timestamp_millis() + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX / 4)
 }
 
 /// Runs the consumers and housekeeping of every kind this version delivers, until dropped.
