@@ -76,6 +76,13 @@ impl Worker {
     /// after its outcome is recorded; on an error (the database or Redis away) nothing is
     /// acknowledged and the messages come back.
     pub async fn handle_batch(&self, queue: &Queue, messages: Vec<Message>) -> Result<(), WorkerError> {
+        let done = self.deliver_batch(messages).await?;
+        finish(self.pool.clone(), queue.clone(), done).await
+    }
+
+    /// The first half of [`Worker::handle_batch`]: everything up to the deliveries. What it
+    /// returns must be passed to [`finish`] before the messages count as handled.
+    async fn deliver_batch(&self, messages: Vec<Message>) -> Result<Done, WorkerError> {
         let mut acks = Vec::with_capacity(messages.len());
         let mut later: Vec<(String, i64)> = Vec::new();
         let mut work: Vec<(String, String, Job)> = Vec::with_capacity(messages.len());
@@ -182,25 +189,7 @@ impl Worker {
             attempts.push((job, number, attempt, after, message_id));
         }
 
-        let recorded: Vec<Recorded<'_>> = attempts
-            .iter()
-            .map(|(job, number, attempt, after, _)| Recorded { job, number: *number, attempt, after: *after })
-            .collect();
-        record::record_many(&self.pool, &recorded).await?;
-        for (job, _, attempt, after, message_id) in attempts {
-            let kind = job.kind().as_str();
-            metrics::counter!("worker_deliveries_total", "kind" => kind, "outcome" => after.outcome()).increment(1);
-            metrics::histogram!("worker_delivery_seconds", "kind" => kind).record(attempt.latency.as_secs_f64());
-            match after {
-                After::Retry => metrics::counter!("worker_retries_scheduled_total", "kind" => kind).increment(1),
-                After::Dead => metrics::counter!("worker_dead_jobs_total", "kind" => kind).increment(1),
-                After::Delivered | After::Failed => {}
-            }
-            acks.push(message_id);
-        }
-        queue.retry_many(&later).await?;
-        queue.ack_many(&acks).await?;
-        Ok(())
+        Ok(Done { attempts, later, acks })
     }
 
     async fn attempt(&self, job: &Job, secrets: &serde_json::Value) -> Result<Step, WorkerError> {
@@ -254,10 +243,16 @@ impl Worker {
             let result = async {
                 queue.ensure_group().await?;
                 let mut reader = queue.reader().await?;
+                // Batch N is recorded while batch N+1 is delivered; one batch at most waits.
+                let mut recording: Option<tokio::task::JoinHandle<Result<(), WorkerError>>> = None;
                 loop {
                     let messages = queue.read(&mut reader, BATCH, Duration::from_millis(1_000)).await?;
-                    if !messages.is_empty() {
-                        self.handle_batch(&queue, messages).await?;
+                    let done = if messages.is_empty() { None } else { Some(self.deliver_batch(messages).await?) };
+                    if let Some(previous) = recording.take() {
+                        previous.await.unwrap_or(Ok(()))?;
+                    }
+                    if let Some(done) = done {
+                        recording = Some(tokio::spawn(finish(self.pool.clone(), queue.clone(), done)));
                     }
                 }
                 #[allow(unreachable_code)]
@@ -297,6 +292,40 @@ impl Worker {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+}
+
+/// A batch whose deliveries are done and whose outcomes are still to be recorded.
+struct Done {
+    attempts: Vec<(Job, i32, Attempt, After, String)>,
+    /// Jobs to bring back later (retries, holds), as (payload, due unix ms).
+    later: Vec<(String, i64)>,
+    /// Messages to acknowledge once everything is recorded.
+    acks: Vec<String>,
+}
+
+/// The second half of handling a batch: records every attempt in one transaction, schedules
+/// what comes back later, and only then acknowledges the messages.
+async fn finish(pool: PgPool, queue: Queue, done: Done) -> Result<(), WorkerError> {
+    let Done { attempts, later, mut acks } = done;
+    let recorded: Vec<Recorded<'_>> = attempts
+        .iter()
+        .map(|(job, number, attempt, after, _)| Recorded { job, number: *number, attempt, after: *after })
+        .collect();
+    record::record_many(&pool, &recorded).await?;
+    for (job, _, attempt, after, message_id) in attempts {
+        let kind = job.kind().as_str();
+        metrics::counter!("worker_deliveries_total", "kind" => kind, "outcome" => after.outcome()).increment(1);
+        metrics::histogram!("worker_delivery_seconds", "kind" => kind).record(attempt.latency.as_secs_f64());
+        match after {
+            After::Retry => metrics::counter!("worker_retries_scheduled_total", "kind" => kind).increment(1),
+            After::Dead => metrics::counter!("worker_dead_jobs_total", "kind" => kind).increment(1),
+            After::Delivered | After::Failed => {}
+        }
+        acks.push(message_id);
+    }
+    queue.retry_many(&later).await?;
+    queue.ack_many(&acks).await?;
+    Ok(())
 }
 
 /// Unix milliseconds `wait` from now.
