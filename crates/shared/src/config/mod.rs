@@ -120,9 +120,9 @@ impl Env {
         }
     }
 
-    /// The filter for `tracing` (`RUST_LOG`), defaulting to `info`.
+    /// The filter for `tracing` (`RUST_LOG`), defaulting to `info` (sqlx at `warn`).
     pub fn log_filter(&self) -> String {
-        self.string("RUST_LOG", "info")
+        self.string("RUST_LOG", "info,sqlx=warn")
     }
 
     /// Whether logs are written as JSON lines (`LOG_FORMAT=json`).
