@@ -1,8 +1,9 @@
 //! Action workers (DESIGN "Data flow" 4-5): Redis streams → deliveries, with retries,
-//! dead letters and a delivery log. This version delivers signed webhooks.
+//! dead letters and a delivery log: signed webhooks, Telegram messages and MCP tool calls.
 
 pub mod breaker;
 pub mod config;
+pub mod mcp;
 pub mod outcome;
 pub mod queue;
 pub mod record;

@@ -11,6 +11,8 @@ pub enum Verdict {
     Retry { after: Option<Duration> },
     /// Trying again would not help (a 4xx, a refused address, a template that fails).
     Permanent,
+    /// The target took the request and said no (an MCP result with `isError`).
+    Rejected,
 }
 
 /// One attempt as recorded in the delivery log.

@@ -44,6 +44,8 @@ pub enum After {
     Delivered,
     /// Failed for good (a 4xx, a refused address).
     Failed,
+    /// The target refused it (an MCP tool reporting an error); finished like a failure.
+    Rejected,
     /// Out of attempts.
     Dead,
     /// Another attempt is scheduled.
@@ -56,6 +58,7 @@ impl After {
         match self {
             After::Delivered => "success",
             After::Failed => "failed",
+            After::Rejected => "rejected",
             After::Dead => "dead",
             After::Retry => "retry",
         }
@@ -65,7 +68,7 @@ impl After {
     fn status(self) -> Option<&'static str> {
         match self {
             After::Delivered => Some("delivered"),
-            After::Failed => Some("failed"),
+            After::Failed | After::Rejected => Some("failed"),
             After::Dead => Some("dead"),
             After::Retry => None,
         }

@@ -2,7 +2,7 @@
 //! attempt, then acknowledge, reschedule or dead-letter. A retry is a scheduled message,
 //! never a sleep.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use rand::Rng;
@@ -15,6 +15,7 @@ use sqlx::PgPool;
 
 use crate::breaker::{self, Status};
 use crate::config::Settings;
+use crate::mcp::McpClients;
 use crate::outcome::{Attempt, Verdict};
 use crate::queue::{Message, Queue};
 use crate::record::{self, After, Recorded};
@@ -41,6 +42,7 @@ pub struct Worker {
     settings: Settings,
     webhooks: WebhookClient,
     telegram: TelegramClient,
+    mcp: McpClients,
     kind: ActionKind,
     redis: RedisHandle,
 }
@@ -57,7 +59,8 @@ impl Worker {
         let webhooks = WebhookClient::new(settings.address_policy.clone())?;
         let telegram =
             TelegramClient::new(&settings.telegram.api_url, settings.telegram.bot_token.clone(), redis.clone())?;
-        Ok(Self { pool, settings, webhooks, telegram, kind, redis })
+        let mcp = McpClients::new(settings.address_policy.clone())?;
+        Ok(Self { pool, settings, webhooks, telegram, mcp, kind, redis })
     }
 
     /// The queue of consumer `index` of this process.
@@ -167,12 +170,20 @@ impl Worker {
                         *clean = false;
                     }
                 }
-                // A rejected request says nothing about the target's health.
+                // A rejected request says nothing about the target's health; an answer
+                // (even a no) shows it is up.
                 Verdict::Permanent => {}
+                Verdict::Rejected => {
+                    if breakers.get(&action) != Some(&Status::Closed { clean: true }) {
+                        breaker::succeeded(&self.pool, action).await?;
+                        breakers.insert(action, Status::Closed { clean: true });
+                    }
+                }
             }
             let after = match attempt.verdict {
                 Verdict::Delivered => After::Delivered,
                 Verdict::Permanent => After::Failed,
+                Verdict::Rejected => After::Rejected,
                 Verdict::Retry { .. } if number >= i32::try_from(self.settings.max_attempts).unwrap_or(i32::MAX) => {
                     After::Dead
                 }
@@ -223,7 +234,18 @@ impl Worker {
                 }
                 self.telegram.send(token, &telegram, text).await
             }
-            Action::Mcp(_) => Attempt::failed(Verdict::Permanent, "MCP tool calls are not delivered by this version"),
+            Action::Mcp(mcp) => {
+                let headers: BTreeMap<String, SecretString> = secrets
+                    .get("headers")
+                    .and_then(|h| h.as_object())
+                    .map(|h| {
+                        h.iter()
+                            .filter_map(|(k, v)| Some((k.clone(), SecretString::from(v.as_str()?.to_owned()))))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                self.mcp.call(job, &mcp, &headers).await
+            }
         }))
     }
 
@@ -319,7 +341,7 @@ async fn finish(pool: PgPool, queue: Queue, done: Done) -> Result<(), WorkerErro
         match after {
             After::Retry => metrics::counter!("worker_retries_scheduled_total", "kind" => kind).increment(1),
             After::Dead => metrics::counter!("worker_dead_jobs_total", "kind" => kind).increment(1),
-            After::Delivered | After::Failed => {}
+            After::Delivered | After::Failed | After::Rejected => {}
         }
         acks.push(message_id);
     }
@@ -336,7 +358,7 @@ fn due_in(wait: Duration) -> i64 {
 /// Runs the consumers and housekeeping of every kind this version delivers, until dropped.
 pub async fn run(pool: PgPool, redis: RedisHandle, settings: Settings) -> Result<(), reqwest::Error> {
     let mut tasks = tokio::task::JoinSet::new();
-    for kind in [ActionKind::Webhook, ActionKind::Telegram] {
+    for kind in ActionKind::ALL {
         let worker = Worker::new(pool.clone(), redis.clone(), kind, settings.clone())?;
         for index in 0..settings.concurrency {
             tasks.spawn(worker.clone().consume(index));

@@ -1,0 +1,188 @@
+//! Tool calls on an agent's MCP server over Streamable HTTP, with the rmcp client: the
+//! initialize handshake once per server (the session is reused), then `tools/call` with the
+//! rendered arguments and the job id in `_meta`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::header::{HeaderName, HeaderValue};
+use rmcp::ServiceExt;
+use rmcp::model::{CallToolRequestParams, ClientConfig, MetaObject, RequestMetaObject};
+use rmcp::service::{RoleClient, RunningService, ServiceError};
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Map, Value, json};
+use shared::job::Job;
+use shared::trigger::McpAction;
+use tokio::sync::Mutex;
+
+use crate::outcome::{Attempt, Verdict};
+use crate::render::context;
+use crate::ssrf::AddressPolicy;
+use crate::webhook::EXCERPT_BYTES;
+
+type Session = Arc<RunningService<RoleClient, ClientConfig>>;
+
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Clone)]
+pub struct McpClients {
+    http: reqwest::Client,
+    policy: AddressPolicy,
+    sessions: Arc<Mutex<HashMap<String, Session>>>,
+}
+
+impl McpClients {
+    pub fn new(policy: AddressPolicy) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder().dns_resolver(policy.resolver()).no_proxy().build()?;
+        Ok(Self { http, policy, sessions: Arc::default() })
+    }
+
+    /// Calls the action's tool for `job`. `headers` are the action's write-only headers.
+    pub async fn call(&self, job: &Job, action: &McpAction, headers: &BTreeMap<String, SecretString>) -> Attempt {
+        if let Some(ip) = reqwest::Url::parse(&action.server_url)
+            .ok()
+            .and_then(|u| u.host_str().map(|h| h.trim_matches(['[', ']']).to_owned()))
+            .and_then(|h| h.parse().ok())
+            && let Err(refused) = self.policy.check(ip)
+        {
+            return Attempt::failed(Verdict::Permanent, refused.to_string());
+        }
+        let arguments = match render_arguments(job, &action.arguments) {
+            Ok(arguments) => arguments,
+            Err(error) => return Attempt::failed(Verdict::Permanent, error),
+        };
+        let started = Instant::now();
+        let session = match self.session(&action.server_url, headers).await {
+            Ok(session) => session,
+            Err(error) => {
+                let refused = error.contains("refused to connect");
+                let verdict = if refused { Verdict::Permanent } else { Verdict::Retry { after: None } };
+                return Attempt {
+                    verdict,
+                    status: None,
+                    error: Some(error),
+                    latency: started.elapsed(),
+                    excerpt: None,
+                };
+            }
+        };
+        let mut meta = Map::new();
+        meta.insert("job_id".into(), json!(job.job_id));
+        let mut params = CallToolRequestParams::new(action.tool.clone()).with_arguments(arguments);
+        params.meta = Some(RequestMetaObject(MetaObject(meta)));
+        let called = tokio::time::timeout(CALL_TIMEOUT, session.call_tool(params)).await;
+        let latency = started.elapsed();
+        match called {
+            Ok(Ok(result)) => {
+                let excerpt: String =
+                    serde_json::to_string(&result.content).unwrap_or_default().chars().take(EXCERPT_BYTES).collect();
+                if result.is_error == Some(true) {
+                    Attempt {
+                        verdict: Verdict::Rejected,
+                        status: None,
+                        error: Some("the tool reported an error".into()),
+                        latency,
+                        excerpt: Some(excerpt),
+                    }
+                } else {
+                    Attempt { verdict: Verdict::Delivered, status: None, error: None, latency, excerpt: Some(excerpt) }
+                }
+            }
+            // The server answered with a protocol error: unknown tool, bad arguments.
+            Ok(Err(ServiceError::McpError(error))) => Attempt {
+                verdict: Verdict::Permanent,
+                status: None,
+                error: Some(format!("MCP error {}: {}", error.code.0, error.message)),
+                latency,
+                excerpt: None,
+            },
+            Ok(Err(error)) => {
+                self.forget(&action.server_url, headers).await;
+                Attempt {
+                    verdict: Verdict::Retry { after: None },
+                    status: None,
+                    error: Some(shared::startup::error_chain(&error)),
+                    latency,
+                    excerpt: None,
+                }
+            }
+            Err(_) => {
+                self.forget(&action.server_url, headers).await;
+                Attempt::failed(Verdict::Retry { after: None }, format!("no answer within {CALL_TIMEOUT:?}"))
+            }
+        }
+    }
+
+    /// The open session with this server (and these headers), made on first use.
+    async fn session(&self, url: &str, headers: &BTreeMap<String, SecretString>) -> Result<Session, String> {
+        let key = session_key(url, headers);
+        let mut sessions = self.sessions.lock().await;
+        if let Some(session) = sessions.get(&key)
+            && !session.is_closed()
+        {
+            return Ok(session.clone());
+        }
+        let custom: HashMap<HeaderName, HeaderValue> = headers
+            .iter()
+            .filter_map(|(k, v)| {
+                Some((HeaderName::from_bytes(k.as_bytes()).ok()?, HeaderValue::from_str(v.expose_secret()).ok()?))
+            })
+            .collect();
+        let config = StreamableHttpClientTransportConfig::with_uri(url.to_owned()).custom_headers(custom);
+        let transport = StreamableHttpClientTransport::with_client(self.http.clone(), config);
+        let connecting = ClientConfig::default().serve(transport);
+        let session = match tokio::time::timeout(CALL_TIMEOUT, connecting).await {
+            Ok(Ok(session)) => Arc::new(session),
+            Ok(Err(error)) => return Err(format!("MCP initialize failed: {}", shared::startup::error_chain(&error))),
+            Err(_) => return Err(format!("MCP initialize did not answer within {CALL_TIMEOUT:?}")),
+        };
+        sessions.insert(key, session.clone());
+        Ok(session)
+    }
+
+    async fn forget(&self, url: &str, headers: &BTreeMap<String, SecretString>) {
+        self.sessions.lock().await.remove(&session_key(url, headers));
+    }
+}
+
+/// Sessions are per server and credentials; the key holds a digest, never the secrets.
+fn session_key(url: &str, headers: &BTreeMap<String, SecretString>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut digest = Sha256::new();
+    for (name, value) in headers {
+        digest.update(name.as_bytes());
+        digest.update([0]);
+        digest.update(value.expose_secret().as_bytes());
+        digest.update([0]);
+    }
+    let hash: String = digest.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
+    format!("{url}#{hash}")
+}
+
+/// Every string in the arguments is a template, rendered with the job's context.
+fn render_arguments(job: &Job, arguments: &Map<String, Value>) -> Result<Map<String, Value>, String> {
+    let context = context(job);
+    let env = minijinja::Environment::new();
+    fn walk(value: &Value, env: &minijinja::Environment<'_>, context: &Value) -> Result<Value, String> {
+        Ok(match value {
+            Value::String(source) => {
+                let rendered = env
+                    .render_str(source, minijinja::value::Serde(context))
+                    .map_err(|e| format!("an argument template cannot be rendered: {e}"))?;
+                Value::String(rendered)
+            }
+            Value::Array(items) => Value::Array(items.iter().map(|v| walk(v, env, context)).collect::<Result<_, _>>()?),
+            Value::Object(map) => Value::Object(
+                map.iter().map(|(k, v)| Ok((k.clone(), walk(v, env, context)?))).collect::<Result<_, String>>()?,
+            ),
+            other => other.clone(),
+        })
+    }
+    match walk(&Value::Object(arguments.clone()), &env, &context)? {
+        Value::Object(map) => Ok(map),
+        _ => Ok(Map::new()),
+    }
+}
