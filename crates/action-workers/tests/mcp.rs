@@ -90,29 +90,20 @@ async fn start_server() -> (AgentServer, String) {
     (server, url)
 }
 
-async fn trigger(bench: &Bench, action: Value) {
-    let definition = shared::trigger::TriggerDefinition::parse(&json!({
-        "name": "mcp", "scope": {"event_types": ["NewFeedback"]}, "actions": [action]
-    }))
-    .unwrap();
-    let mut conn = bench.db.pool.acquire().await.unwrap();
-    let from = chrono::DateTime::from_timestamp(946_684_800, 0);
-    shared::store::triggers::insert(&mut conn, bench.user, &definition, from).await.unwrap();
-}
-
 #[tokio::test]
 async fn the_tool_gets_rendered_arguments_the_job_id_and_the_secret_header() {
     let bench = Bench::new().await;
     let (server, url) = start_server().await;
-    trigger(
-        &bench,
-        json!({
-            "type": "mcp", "server_url": url, "tool": "notify_feedback",
-            "arguments": {"agent": "{{ event.agent_id }}", "value": "{{ event.value }}", "fixed": 7},
-            "headers": {"Authorization": "Bearer agent-secret"}
-        }),
-    )
-    .await;
+    bench
+        .trigger(
+            "mcp",
+            json!({
+                "type": "mcp", "server_url": url, "tool": "notify_feedback",
+                "arguments": {"agent": "{{ event.agent_id }}", "value": "{{ event.value }}", "fixed": 7},
+                "headers": {"Authorization": "Bearer agent-secret"}
+            }),
+        )
+        .await;
     bench.fire(&[feedback(1, 0, 42, 9977, 2, "uptime")]).await;
     let workers = bench.start_workers(Bench::settings(true));
 
@@ -140,8 +131,8 @@ async fn the_tool_gets_rendered_arguments_the_job_id_and_the_secret_header() {
 async fn an_error_result_is_rejected_and_an_unknown_tool_fails() {
     let bench = Bench::new().await;
     let (server, url) = start_server().await;
-    trigger(&bench, json!({"type": "mcp", "server_url": url, "tool": "refuse"})).await;
-    trigger(&bench, json!({"type": "mcp", "server_url": url, "tool": "no_such_tool"})).await;
+    bench.trigger("mcp", json!({"type": "mcp", "server_url": url, "tool": "refuse"})).await;
+    bench.trigger("mcp", json!({"type": "mcp", "server_url": url, "tool": "no_such_tool"})).await;
     bench.fire(&[feedback(1, 0, 42, 1, 0, "x")]).await;
     let workers = bench.start_workers(Bench::settings(true));
 

@@ -73,27 +73,17 @@ fn settings(api_url: &str) -> action_workers::Settings {
     settings
 }
 
-async fn trigger(bench: &Bench, action: Value) {
-    let definition = shared::trigger::TriggerDefinition::parse(&json!({
-        "name": "tg", "scope": {"event_types": ["NewFeedback"]}, "actions": [action]
-    }))
-    .unwrap();
-    let mut conn = bench.db.pool.acquire().await.unwrap();
-    let from = chrono::DateTime::from_timestamp(946_684_800, 0);
-    shared::store::triggers::insert(&mut conn, bench.user, &definition, from).await.unwrap();
-}
-
 #[tokio::test]
 async fn hostile_values_are_escaped_for_html_and_markdown_v2() {
     let bench = Bench::new().await;
     let (api, url) = BotApi::start().await;
-    trigger(
-        &bench,
-        json!({"type": "telegram", "chat_id": "-100", "template": "<b>{{ event.tag1 }}</b> {{ trigger.name }}"}),
-    )
-    .await;
-    trigger(
-        &bench,
+    bench
+        .trigger(
+            "tg",
+            json!({"type": "telegram", "chat_id": "-100", "template": "<b>{{ event.tag1 }}</b> {{ trigger.name }}"}),
+        )
+        .await;
+    bench.trigger("tg",
         json!({"type": "telegram", "chat_id": "-200", "parse_mode": "MarkdownV2", "template": "*{{ event.tag1 }}*", "bot_token": OWN_TOKEN}),
     )
     .await;
@@ -136,7 +126,7 @@ async fn a_429_is_retried_after_the_time_telegram_asks_for() {
         429,
         json!({"ok": false, "error_code": 429, "description": "Too Many Requests: retry after 2", "parameters": {"retry_after": 2}}),
     ));
-    trigger(&bench, json!({"type": "telegram", "chat_id": "-100"})).await;
+    bench.trigger("tg", json!({"type": "telegram", "chat_id": "-100"})).await;
     bench.fire(&[feedback(1, 0, 7, 9977, 2, "uptime")]).await;
     let workers = bench.start_workers(settings(&url));
 
@@ -168,7 +158,7 @@ async fn a_403_fails_for_good() {
         403,
         json!({"ok": false, "error_code": 403, "description": "Forbidden: bot was blocked by the user"}),
     ));
-    trigger(&bench, json!({"type": "telegram", "chat_id": "-100"})).await;
+    bench.trigger("tg", json!({"type": "telegram", "chat_id": "-100"})).await;
     bench.fire(&[feedback(1, 0, 7, 1, 0, "x")]).await;
     let workers = bench.start_workers(settings(&url));
 
@@ -186,7 +176,7 @@ async fn a_403_fails_for_good() {
 async fn one_chat_gets_at_most_one_message_a_second() {
     let bench = Bench::new().await;
     let (api, url) = BotApi::start().await;
-    trigger(&bench, json!({"type": "telegram", "chat_id": "-100"})).await;
+    bench.trigger("tg", json!({"type": "telegram", "chat_id": "-100"})).await;
     bench.fire(&(0..3).map(|i| feedback(1, i, 7, 1, 0, "x")).collect::<Vec<_>>()).await;
     let workers = bench.start_workers(settings(&url));
 

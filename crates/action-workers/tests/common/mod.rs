@@ -116,10 +116,15 @@ impl Bench {
         Self { db, redis: testkit::redis_config(), user }
     }
 
-    /// A trigger firing on every feedback, with one webhook action.
+    /// A trigger named "hook" firing on every feedback, with one webhook action.
     pub async fn webhook_trigger(&self, action: Value) -> (TriggerId, ActionId) {
+        self.trigger("hook", action).await
+    }
+
+    /// A trigger firing on every feedback, with one action.
+    pub async fn trigger(&self, name: &str, action: Value) -> (TriggerId, ActionId) {
         let definition = TriggerDefinition::parse(&serde_json::json!({
-            "name": "hook",
+            "name": name,
             "scope": {"event_types": ["NewFeedback"]},
             "actions": [action]
         }))
