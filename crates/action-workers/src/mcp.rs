@@ -19,7 +19,7 @@ use shared::trigger::McpAction;
 use tokio::sync::Mutex;
 
 use crate::outcome::{Attempt, Verdict};
-use crate::render::context;
+use crate::render::{Escape, context, render};
 use crate::ssrf::AddressPolicy;
 use crate::webhook::EXCERPT_BYTES;
 
@@ -165,23 +165,19 @@ fn session_key(url: &str, headers: &BTreeMap<String, SecretString>) -> String {
 /// Every string in the arguments is a template, rendered with the job's context.
 fn render_arguments(job: &Job, arguments: &Map<String, Value>) -> Result<Map<String, Value>, String> {
     let context = context(job);
-    let env = minijinja::Environment::new();
-    fn walk(value: &Value, env: &minijinja::Environment<'_>, context: &Value) -> Result<Value, String> {
+    fn walk(value: &Value, context: &Value) -> Result<Value, String> {
         Ok(match value {
             Value::String(source) => {
-                let rendered = env
-                    .render_str(source, minijinja::value::Serde(context))
-                    .map_err(|e| format!("an argument template cannot be rendered: {e}"))?;
-                Value::String(rendered)
+                Value::String(render(Escape::Plain, source, context).map_err(|e| format!("an argument {e}"))?)
             }
-            Value::Array(items) => Value::Array(items.iter().map(|v| walk(v, env, context)).collect::<Result<_, _>>()?),
+            Value::Array(items) => Value::Array(items.iter().map(|v| walk(v, context)).collect::<Result<_, _>>()?),
             Value::Object(map) => Value::Object(
-                map.iter().map(|(k, v)| Ok((k.clone(), walk(v, env, context)?))).collect::<Result<_, String>>()?,
+                map.iter().map(|(k, v)| Ok((k.clone(), walk(v, context)?))).collect::<Result<_, String>>()?,
             ),
             other => other.clone(),
         })
     }
-    match walk(&Value::Object(arguments.clone()), &env, &context)? {
+    match walk(&Value::Object(arguments.clone()), &context)? {
         Value::Object(map) => Ok(map),
         _ => Ok(Map::new()),
     }

@@ -1,6 +1,9 @@
 //! The template context of SPEC 3 and the rendering of webhook bodies.
 
-use minijinja::{AutoEscape, Environment};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use minijinja::{AutoEscape, Environment, Output, State};
 use serde_json::{Value, json};
 use shared::job::Job;
 
@@ -41,11 +44,93 @@ pub fn context(job: &Job) -> Value {
 /// with the job, the trigger, the event and the aggregates.
 pub fn webhook_body(job: &Job, template: Option<&str>) -> Result<String, RenderError> {
     let context = context(job);
-    let Some(source) = template else {
-        return Ok(context.to_string());
+    match template {
+        None => Ok(context.to_string()),
+        Some(source) => render(Escape::Json, source, &context),
+    }
+}
+
+/// How inserted values are escaped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Escape {
+    /// As JSON values (webhook bodies).
+    Json,
+    /// For Telegram's HTML.
+    Html,
+    /// For Telegram's MarkdownV2.
+    MarkdownV2,
+    /// Not at all (plain Telegram text, MCP arguments).
+    Plain,
+}
+
+/// Templates compiled so far, per escape style and source: each is compiled once per
+/// process, not once per delivery.
+type Compiled = HashMap<(Escape, String), Arc<Environment<'static>>>;
+
+/// Past this many distinct templates the cache starts over.
+const MAX_CACHED_TEMPLATES: usize = 10_000;
+
+fn compiled() -> &'static Mutex<Compiled> {
+    static COMPILED: OnceLock<Mutex<Compiled>> = OnceLock::new();
+    COMPILED.get_or_init(Mutex::default)
+}
+
+/// Renders `source` with `context`, escaping inserted values as `escape` says.
+pub fn render(escape: Escape, source: &str, context: &Value) -> Result<String, RenderError> {
+    let key = (escape, source.to_owned());
+    let cached = compiled().lock().ok().and_then(|cache| cache.get(&key).cloned());
+    let env = match cached {
+        Some(env) => env,
+        None => {
+            let mut env = Environment::new();
+            configure(&mut env, escape);
+            env.add_template_owned("template", source.to_owned()).map_err(|e| RenderError(e.to_string()))?;
+            let env = Arc::new(env);
+            if let Ok(mut cache) = compiled().lock() {
+                if cache.len() >= MAX_CACHED_TEMPLATES {
+                    cache.clear();
+                }
+                cache.insert(key, env.clone());
+            }
+            env
+        }
     };
-    let mut env = Environment::new();
-    env.set_auto_escape_callback(|_| AutoEscape::Json);
-    let template = env.template_from_str(source).map_err(|e| RenderError(e.to_string()))?;
-    template.render(minijinja::value::Serde(&context)).map_err(|e| RenderError(e.to_string()))
+    let template = env.get_template("template").map_err(|e| RenderError(e.to_string()))?;
+    template.render(minijinja::value::Serde(context)).map_err(|e| RenderError(e.to_string()))
+}
+
+fn configure(env: &mut Environment<'static>, escape: Escape) {
+    match escape {
+        Escape::Json => env.set_auto_escape_callback(|_| AutoEscape::Json),
+        Escape::Plain => env.set_auto_escape_callback(|_| AutoEscape::None),
+        Escape::Html | Escape::MarkdownV2 => {
+            env.set_auto_escape_callback(|_| AutoEscape::Custom("telegram".into()));
+            env.set_formatter(move |out: &mut Output, state: &mut State, value: &minijinja::Value| {
+                if *state.auto_escape() == AutoEscape::None || value.is_safe() {
+                    return minijinja::escape_formatter(out, state, value);
+                }
+                let text = if value.is_none() || value.is_undefined() { String::new() } else { value.to_string() };
+                let escaped = if escape == Escape::MarkdownV2 { escape_markdown_v2(&text) } else { escape_html(&text) };
+                out.write_str(&escaped)
+                    .map_err(|_| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "write failed"))
+            });
+        }
+    }
+}
+
+/// Escapes text for MarkdownV2: every special character gets a backslash.
+pub fn escape_markdown_v2(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if "_*[]()~`>#+-=|{}.!\\".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Escapes text for Telegram's HTML.
+pub fn escape_html(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }

@@ -4,7 +4,6 @@
 
 use std::time::{Duration, Instant};
 
-use minijinja::{AutoEscape, Environment, Output, State, Value};
 use redis::AsyncCommands;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
@@ -14,7 +13,8 @@ use shared::redis::RedisHandle;
 use shared::trigger::{ParseMode, TelegramAction};
 
 use crate::outcome::{Attempt, Verdict};
-use crate::render::context;
+use crate::render::{Escape, context, render};
+pub use crate::render::{escape_html, escape_markdown_v2};
 
 /// Telegram's limit on one message, in characters.
 pub const MAX_MESSAGE_CHARS: usize = 4096;
@@ -24,49 +24,17 @@ const DEFAULT_TEMPLATE: &str = "{{ trigger.name }}: {{ event.event_type }} for a
 {% if event.value is defined %}, value {{ event.value }}{% endif %}\
 {% if event.tag1 %} ({{ event.tag1 }}){% endif %} at block {{ event.block_number }}";
 
-/// Escapes text for MarkdownV2: every special character gets a backslash.
-pub fn escape_markdown_v2(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if "_*[]()~`>#+-=|{}.!\\".contains(c) {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// Escapes text for Telegram's HTML.
-pub fn escape_html(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
-
 /// Renders the message: inserted values are escaped for the parse mode, the template's own
 /// markup is kept.
 pub fn render_message(job: &Job, action: &TelegramAction) -> Result<String, String> {
-    let mut env = Environment::new();
-    let mode = action.parse_mode;
-    env.set_auto_escape_callback(move |_| match mode {
-        ParseMode::Plain => AutoEscape::None,
-        ParseMode::Html | ParseMode::MarkdownV2 => AutoEscape::Custom("telegram".into()),
-    });
-    env.set_formatter(move |out: &mut Output, state: &mut State, value: &Value| {
-        if *state.auto_escape() == AutoEscape::None || value.is_safe() {
-            return minijinja::escape_formatter(out, state, value);
-        }
-        let text = if value.is_none() || value.is_undefined() { String::new() } else { value.to_string() };
-        let escaped = match mode {
-            ParseMode::MarkdownV2 => escape_markdown_v2(&text),
-            _ => escape_html(&text),
-        };
-        out.write_str(&escaped).map_err(|_| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "write failed"))
-    });
+    let escape = match action.parse_mode {
+        ParseMode::Html => Escape::Html,
+        ParseMode::MarkdownV2 => Escape::MarkdownV2,
+        ParseMode::Plain => Escape::Plain,
+    };
     let source = action.template.as_deref().unwrap_or(DEFAULT_TEMPLATE);
-    let template = env.template_from_str(source).map_err(|e| format!("the template cannot be rendered: {e}"))?;
-    let text = template
-        .render(minijinja::value::Serde(&context(job)))
-        .map_err(|e| format!("the template cannot be rendered: {e}"))?;
-    Ok(truncate(&text, mode))
+    let text = render(escape, source, &context(job)).map_err(|e| e.to_string())?;
+    Ok(truncate(&text, action.parse_mode))
 }
 
 /// Cuts a message to Telegram's limit without leaving half an escape, entity or tag.
