@@ -119,14 +119,16 @@ impl Queue {
         }
     }
 
-    /// Acknowledges several messages at once.
+    /// Acknowledges several messages at once and deletes them from the stream: once their
+    /// outcome is recorded in PostgreSQL nothing needs them, and the stream stays small.
     pub async fn ack_many(&self, ids: &[String]) -> redis::RedisResult<()> {
         if ids.is_empty() {
             return Ok(());
         }
         let mut conn = self.redis.connection().await?;
-        let _: i64 = conn.xack(&self.stream, GROUP, ids).await?;
-        Ok(())
+        let mut pipe = redis::pipe();
+        pipe.xack(&self.stream, GROUP, ids).ignore().xdel(&self.stream, ids).ignore();
+        pipe.query_async::<()>(&mut conn).await
     }
 
     /// Schedules several jobs (payload, due unix ms) in one round trip.

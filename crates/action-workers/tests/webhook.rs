@@ -166,3 +166,31 @@ async fn private_and_metadata_addresses_are_refused_without_connecting() {
     assert!(receiver.requests().is_empty(), "the loopback receiver was never contacted");
     workers.abort();
 }
+
+#[tokio::test]
+async fn handled_messages_leave_the_stream() {
+    let bench = Bench::new().await;
+    let receiver = Receiver::start().await;
+    bench.webhook_trigger(json!({"type": "webhook", "url": receiver.url()})).await;
+    bench.fire(&(0..5).map(|i| feedback(1, i, 1, 1, 0, "a")).collect::<Vec<_>>()).await;
+    let stream = shared::job::stream_key(&bench.redis, shared::trigger::ActionKind::Webhook);
+    let client = bench.redis.client().unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let queued: usize = redis::AsyncCommands::xlen(&mut conn, &stream).await.unwrap();
+    assert_eq!(queued, 5);
+    let workers = bench.start_workers(Bench::settings(true));
+
+    wait::until("five deliveries", DEADLINE, || async {
+        (bench.job_status().await.iter().filter(|s| *s == "delivered").count() == 5).then_some(())
+    })
+    .await;
+    wait::until("an empty stream", DEADLINE, || {
+        let (stream, mut conn) = (stream.clone(), conn.clone());
+        async move {
+            let left: usize = redis::AsyncCommands::xlen(&mut conn, &stream).await.unwrap();
+            (left == 0).then_some(())
+        }
+    })
+    .await;
+    workers.abort();
+}
