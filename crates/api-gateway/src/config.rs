@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use secrecy::SecretString;
 use shared::config::{ConfigError, DatabaseConfig, Env, Problems, RedisConfig, ServerConfig};
 
@@ -11,6 +13,8 @@ pub struct GatewayConfig {
     pub redis: RedisConfig,
     pub server: ServerConfig,
     pub jwt_secret: SecretString,
+    /// How long a login token is valid (`JWT_EXPIRY_SECS`).
+    pub jwt_lifetime: Duration,
 }
 
 impl GatewayConfig {
@@ -26,6 +30,9 @@ impl GatewayConfig {
                 JWT_SECRET_MIN_LEN,
                 "a random string that signs login tokens; `make run` generates one for local use",
                 &mut problems,
+            ),
+            jwt_lifetime: Duration::from_secs(
+                env.parsed("JWT_EXPIRY_SECS", 86_400u64, "a whole number of seconds", &mut problems).max(1),
             ),
         };
         problems.finish(config)

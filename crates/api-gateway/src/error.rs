@@ -70,3 +70,33 @@ impl ResponseError for ApiError {
             .json(Body { error: Inner { code: self.code, message: &self.message, details: &self.details } })
     }
 }
+
+/// Largest JSON body accepted.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// Malformed or oversized JSON bodies answer the error JSON too (400 / 413), never a bare
+/// text page.
+pub fn json_config() -> actix_web::web::JsonConfig {
+    actix_web::web::JsonConfig::default().limit(MAX_BODY_BYTES).error_handler(|err, _req| {
+        use actix_web::error::JsonPayloadError;
+        let api = match &err {
+            JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the body is larger than {MAX_BODY_BYTES} bytes"),
+            ),
+            JsonPayloadError::ContentType => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_content_type",
+                "expected Content-Type: application/json",
+            ),
+            JsonPayloadError::Deserialize(inner) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                format!("the body is not valid JSON for this request: {inner}"),
+            ),
+            other => ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", other.to_string()),
+        };
+        api.into()
+    })
+}

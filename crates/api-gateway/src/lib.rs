@@ -1,6 +1,7 @@
 //! The REST API (SPEC 4): built from configuration by [`Application::build`], or around an
 //! existing pool and listener by [`Application::serve`] (tests).
 
+pub mod auth;
 mod config;
 mod error;
 mod request_span;

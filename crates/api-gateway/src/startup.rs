@@ -7,7 +7,9 @@ use actix_web::{App, HttpServer, web};
 use shared::db::DbStartError;
 use shared::redis::RedisHandle;
 
+use crate::auth::TokenKeys;
 use crate::config::GatewayConfig;
+use crate::error::json_config;
 use crate::request_span::request_span;
 use crate::routes;
 use crate::state::AppState;
@@ -44,7 +46,8 @@ impl Application {
         let redis = RedisHandle::new(&config.redis)?;
         let address = config.server.socket_addr();
         let listener = TcpListener::bind(address).map_err(|source| StartupError::Bind { address, source })?;
-        Self::serve(AppState::new(db, redis), listener)
+        let tokens = TokenKeys::new(&config.jwt_secret, config.jwt_lifetime);
+        Self::serve(AppState::new(db, redis, tokens), listener)
     }
 
     /// Serves the API with the given state on an already bound listener.
@@ -57,6 +60,7 @@ impl Application {
             App::new()
                 .wrap(from_fn(request_span))
                 .app_data(data.clone())
+                .app_data(json_config())
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
         })

@@ -2,16 +2,19 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use shared::redis::RedisHandle;
 use sqlx::PgPool;
 
+use crate::auth::TokenKeys;
+
 /// What every request handler can reach. Cheap to clone: everything inside is shared.
 #[derive(Clone)]
 pub struct AppState {
     pub db: PgPool,
     pub redis: RedisHandle,
     pub metrics: PrometheusHandle,
+    pub tokens: TokenKeys,
 }
 
 impl AppState {
-    pub fn new(db: PgPool, redis: RedisHandle) -> Self {
-        Self { db, redis, metrics: shared::metrics::prometheus() }
+    pub fn new(db: PgPool, redis: RedisHandle, tokens: TokenKeys) -> Self {
+        Self { db, redis, metrics: shared::metrics::prometheus(), tokens }
     }
 }

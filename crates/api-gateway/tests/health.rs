@@ -4,31 +4,16 @@
 // Test code: a panic is how a failure is reported, in helpers as in tests.
 #![allow(clippy::unwrap_used)]
 
-use api_gateway::{AppState, Application};
+mod common;
+
+use api_gateway::Application;
+use common::Running;
 use serde_json::{Value, json};
 use shared::config::{DatabaseConfig, RedisConfig};
 use shared::redis::RedisHandle;
 use sqlx::postgres::PgConnectOptions;
 use testkit::TestDb;
-use testkit::net::{closed_port, listener};
-
-struct Running {
-    base: String,
-    client: reqwest::Client,
-}
-
-impl Running {
-    fn start(state: AppState) -> Self {
-        let app = Application::serve(state, listener()).expect("serve");
-        let base = format!("http://{}", app.local_addr());
-        tokio::spawn(app.run_until_stopped());
-        Self { base, client: testkit::http_client() }
-    }
-
-    async fn get(&self, path: &str) -> reqwest::Response {
-        self.client.get(format!("{}{path}", self.base)).send().await.expect("request")
-    }
-}
+use testkit::net::closed_port;
 
 fn redis() -> RedisHandle {
     RedisHandle::new(&testkit::redis_config()).expect("redis handle")
@@ -48,7 +33,7 @@ fn dead_database() -> sqlx::PgPool {
 async fn healthy_when_database_and_redis_answer() {
     testkit::init_telemetry();
     let test_db = TestDb::new().await;
-    let app = Running::start(AppState::new(test_db.pool.clone(), redis()));
+    let app = Running::start(common::state(test_db.pool.clone(), redis()));
 
     let response = app.get("/api/v1/health").await;
     assert_eq!(response.status(), 200);
@@ -59,7 +44,7 @@ async fn healthy_when_database_and_redis_answer() {
 
 #[tokio::test]
 async fn unhealthy_naming_the_database_when_postgres_is_unreachable() {
-    let app = Running::start(AppState::new(dead_database(), redis()));
+    let app = Running::start(common::state(dead_database(), redis()));
 
     let response = app.get("/api/v1/health").await;
     assert_eq!(response.status(), 503);
@@ -73,7 +58,7 @@ async fn unhealthy_naming_the_database_when_postgres_is_unreachable() {
 #[tokio::test]
 async fn unhealthy_naming_redis_when_redis_is_unreachable() {
     let test_db = TestDb::new().await;
-    let app = Running::start(AppState::new(test_db.pool.clone(), dead_redis()));
+    let app = Running::start(common::state(test_db.pool.clone(), dead_redis()));
 
     let response = app.get("/api/v1/health").await;
     assert_eq!(response.status(), 503);
@@ -87,7 +72,7 @@ async fn unhealthy_naming_redis_when_redis_is_unreachable() {
 #[tokio::test]
 async fn request_ids_are_kept_when_sane_and_replaced_when_not() {
     let test_db = TestDb::new().await;
-    let app = Running::start(AppState::new(test_db.pool.clone(), redis()));
+    let app = Running::start(common::state(test_db.pool.clone(), redis()));
 
     let kept =
         app.client.get(format!("{}/api/v1/health", app.base)).header("x-request-id", "abc-123").send().await.unwrap();
@@ -107,7 +92,7 @@ async fn request_ids_are_kept_when_sane_and_replaced_when_not() {
 #[tokio::test]
 async fn unknown_routes_answer_the_error_json() {
     let test_db = TestDb::new().await;
-    let app = Running::start(AppState::new(test_db.pool.clone(), redis()));
+    let app = Running::start(common::state(test_db.pool.clone(), redis()));
 
     let response = app.get("/api/v1/nothing-here").await;
     assert_eq!(response.status(), 404);
@@ -119,7 +104,7 @@ async fn unknown_routes_answer_the_error_json() {
 #[tokio::test]
 async fn metrics_are_exposed_in_prometheus_format() {
     let test_db = TestDb::new().await;
-    let app = Running::start(AppState::new(test_db.pool.clone(), redis()));
+    let app = Running::start(common::state(test_db.pool.clone(), redis()));
 
     assert_eq!(app.get("/api/v1/health").await.status(), 200);
     let response = app.get("/metrics").await;

@@ -1,3 +1,4 @@
+mod auth;
 mod health;
 mod metrics;
 
@@ -7,8 +8,14 @@ use crate::error::ApiError;
 
 /// Every route of the API.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::scope("/api/v1").route("/health", web::get().to(health::health)))
-        .route("/metrics", web::get().to(metrics::metrics));
+    cfg.service(
+        web::scope("/api/v1")
+            .route("/health", web::get().to(health::health))
+            .route("/auth/register", web::post().to(auth::register))
+            .route("/auth/login", web::post().to(auth::login))
+            .route("/auth/me", web::get().to(auth::me)),
+    )
+    .route("/metrics", web::get().to(metrics::metrics));
 }
 
 /// Unknown routes answer the error JSON, not an empty 404.

@@ -1,0 +1,45 @@
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::http::StatusCode;
+use actix_web::{FromRequest, HttpRequest, web};
+use shared::domain::UserId;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The authenticated user of a request (`Authorization: Bearer <token>`). Taking it as a
+/// handler argument is what makes a route protected.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthUser(pub UserId);
+
+fn unauthorized(message: &str) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+}
+
+impl FromRequest for AuthUser {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let header = req.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        Box::pin(async move {
+            let state = state.ok_or_else(|| ApiError::internal(&std::io::Error::other("application state missing")))?;
+            let header = header.ok_or_else(|| unauthorized("missing Authorization: Bearer <token>"))?;
+            let token = header
+                .strip_prefix("Bearer ")
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| unauthorized("the Authorization header must be Bearer <token>"))?;
+            let user = state.tokens.verify(token).ok_or_else(|| unauthorized("invalid or expired token"))?;
+            // A token outlives nothing: the user must still exist.
+            match shared::store::users::get(&state.db, user).await {
+                Ok(Some(_)) => Ok(AuthUser(user)),
+                Ok(None) => Err(unauthorized("invalid or expired token")),
+                Err(err) => Err(ApiError::internal(&err)),
+            }
+        })
+    }
+}

@@ -1,0 +1,95 @@
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use serde::{Deserialize, Serialize};
+use shared::domain::UserId;
+use shared::store::users;
+
+use crate::auth::{AuthUser, hash_password, verify_password};
+use crate::error::{ApiError, ErrorDetail};
+use crate::state::AppState;
+
+const MIN_PASSWORD_CHARS: usize = 8;
+const MAX_PASSWORD_CHARS: usize = 256;
+
+#[derive(Deserialize)]
+pub struct Credentials {
+    email: String,
+    password: String,
+}
+
+#[derive(Serialize)]
+struct UserView {
+    id: UserId,
+    email: String,
+    created_at: chrono::DateTime<chrono::Utc>,
+}
+
+fn invalid(path: &str, message: &str) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "validation_failed", "the request is not valid")
+        .with_details(vec![ErrorDetail { path: path.to_owned(), message: message.to_owned() }])
+}
+
+fn plausible_email(email: &str) -> bool {
+    let Some((local, domain)) = email.split_once('@') else { return false };
+    !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && email.len() <= 254
+        && !email.chars().any(char::is_whitespace)
+}
+
+/// `POST /api/v1/auth/register`
+pub async fn register(state: web::Data<AppState>, body: web::Json<Credentials>) -> Result<HttpResponse, ApiError> {
+    let Credentials { email, password } = body.into_inner();
+    let email = email.trim().to_owned();
+    if !plausible_email(&email) {
+        return Err(invalid("email", "expected an email address"));
+    }
+    let length = password.chars().count();
+    if !(MIN_PASSWORD_CHARS..=MAX_PASSWORD_CHARS).contains(&length) {
+        return Err(invalid("password", "must be 8 to 256 characters"));
+    }
+    let hash = hash_password(password).await.map_err(|e| ApiError::internal(&std::io::Error::other(e)))?;
+    let mut conn = state.db.acquire().await.map_err(|e| ApiError::internal(&e))?;
+    let id = match users::insert(&mut conn, &email, &hash).await {
+        Ok(id) => id,
+        Err(err) if users::is_unique_violation(&err) => {
+            return Err(ApiError::new(StatusCode::CONFLICT, "conflict", "an account with this email exists"));
+        }
+        Err(err) => return Err(ApiError::internal(&err)),
+    };
+    let user = users::get(&mut *conn, id).await.map_err(|e| ApiError::internal(&e))?;
+    let created_at = user.map(|u| u.created_at).unwrap_or_else(chrono::Utc::now);
+    Ok(HttpResponse::Created().json(UserView { id, email, created_at }))
+}
+
+#[derive(Serialize)]
+struct TokenView {
+    token: String,
+    token_type: &'static str,
+    expires_in: u64,
+}
+
+/// `POST /api/v1/auth/login`: a token for valid credentials; 401 without saying which part
+/// was wrong.
+pub async fn login(state: web::Data<AppState>, body: web::Json<Credentials>) -> Result<HttpResponse, ApiError> {
+    let Credentials { email, password } = body.into_inner();
+    let user = users::find_by_email(&state.db, email.trim()).await.map_err(|e| ApiError::internal(&e))?;
+    let wrong = || ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "wrong email or password");
+    let Some(user) = user else {
+        return Err(wrong());
+    };
+    if !verify_password(password, user.password_hash).await {
+        return Err(wrong());
+    }
+    let token = state.tokens.issue(user.id).map_err(|e| ApiError::internal(&e))?;
+    Ok(HttpResponse::Ok().json(TokenView { token, token_type: "Bearer", expires_in: state.tokens.lifetime.as_secs() }))
+}
+
+/// `GET /api/v1/auth/me`
+pub async fn me(state: web::Data<AppState>, user: AuthUser) -> Result<HttpResponse, ApiError> {
+    let row = users::get(&state.db, user.0).await.map_err(|e| ApiError::internal(&e))?;
+    let row = row.ok_or_else(|| ApiError::not_found("no such user"))?;
+    Ok(HttpResponse::Ok().json(UserView { id: row.id, email: row.email, created_at: row.created_at }))
+}
