@@ -6,10 +6,11 @@ use actix_web::http::StatusCode;
 use actix_web::{FromRequest, HttpRequest, web};
 use shared::domain::UserId;
 
+use super::api_keys::{KEY_PREFIX, digest};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// The authenticated user of a request (`Authorization: Bearer <token>`). Taking it as a
+/// The authenticated user of a request (`Authorization: Bearer <login token or API key>`). Taking it as a
 /// handler argument is what makes a route protected.
 #[derive(Debug, Clone, Copy)]
 pub struct AuthUser(pub UserId);
@@ -33,6 +34,13 @@ impl FromRequest for AuthUser {
                 .map(str::trim)
                 .filter(|t| !t.is_empty())
                 .ok_or_else(|| unauthorized("the Authorization header must be Bearer <token>"))?;
+            if token.starts_with(KEY_PREFIX) {
+                return match shared::store::api_keys::authenticate(&state.db, &digest(token)).await {
+                    Ok(Some(user)) => Ok(AuthUser(user)),
+                    Ok(None) => Err(unauthorized("invalid or revoked API key")),
+                    Err(err) => Err(ApiError::internal(&err)),
+                };
+            }
             let user = state.tokens.verify(token).ok_or_else(|| unauthorized("invalid or expired token"))?;
             // A token outlives nothing: the user must still exist.
             match shared::store::users::get(&state.db, user).await {

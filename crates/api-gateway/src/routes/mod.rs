@@ -1,3 +1,4 @@
+mod api_keys;
 mod auth;
 mod health;
 mod metrics;
@@ -13,7 +14,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/health", web::get().to(health::health))
             .route("/auth/register", web::post().to(auth::register))
             .route("/auth/login", web::post().to(auth::login))
-            .route("/auth/me", web::get().to(auth::me)),
+            .route("/auth/me", web::get().to(auth::me))
+            .route("/api-keys", web::post().to(api_keys::create))
+            .route("/api-keys", web::get().to(api_keys::list))
+            .route("/api-keys/{id}", web::delete().to(api_keys::revoke)),
     )
     .route("/metrics", web::get().to(metrics::metrics));
 }

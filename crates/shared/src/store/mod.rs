@@ -1,5 +1,6 @@
 //! Repository functions over the tables the services share.
 
+pub mod api_keys;
 pub mod events;
 pub mod jobs;
 pub mod triggers;
