@@ -8,34 +8,10 @@ mod common;
 use std::time::Duration;
 
 use api_gateway::AppState;
-use common::Running;
+use common::{Running, user};
 use serde_json::{Value, json};
 use shared::redis::RedisHandle;
 use testkit::TestDb;
-
-struct Client<'a> {
-    app: &'a Running,
-    token: String,
-}
-
-impl Client<'_> {
-    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> reqwest::Response {
-        let mut request = self.app.client.request(method, format!("{}{path}", self.app.base)).bearer_auth(&self.token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        request.send().await.unwrap()
-    }
-}
-
-async fn user<'a>(app: &'a Running, email: &str) -> Client<'a> {
-    let url = |path: &str| format!("{}{path}", app.base);
-    let credentials = json!({"email": email, "password": "long enough"});
-    app.client.post(url("/api/v1/auth/register")).json(&credentials).send().await.unwrap();
-    let login: Value =
-        app.client.post(url("/api/v1/auth/login")).json(&credentials).send().await.unwrap().json().await.unwrap();
-    Client { app, token: login["token"].as_str().unwrap().to_owned() }
-}
 
 #[tokio::test]
 async fn a_key_is_shown_once_works_as_a_bearer_and_dies_when_revoked() {
@@ -61,7 +37,7 @@ async fn a_key_is_shown_once_works_as_a_bearer_and_dies_when_revoked() {
     assert!(!String::from_utf8_lossy(&stored).contains(&key[8..]));
 
     // The key authenticates as Alice.
-    let as_key = Client { app: &app, token: key.clone() };
+    let as_key = common::Client { app: &app, token: key.clone() };
     let me: Value = as_key.send(reqwest::Method::GET, "/api/v1/auth/me", None).await.json().await.unwrap();
     assert_eq!(me["email"], "alice@example.com");
 
@@ -80,6 +56,6 @@ async fn a_key_is_shown_once_works_as_a_bearer_and_dies_when_revoked() {
     assert_eq!(alice.send(reqwest::Method::DELETE, &path, None).await.status(), 204);
     assert_eq!(as_key.send(reqwest::Method::GET, "/api/v1/auth/me", None).await.status(), 401);
     assert_eq!(alice.send(reqwest::Method::DELETE, &path, None).await.status(), 404, "already revoked");
-    let garbage = Client { app: &app, token: "erc8004_not-a-key".to_owned() };
+    let garbage = common::Client { app: &app, token: "erc8004_not-a-key".to_owned() };
     assert_eq!(garbage.send(reqwest::Method::GET, "/api/v1/auth/me", None).await.status(), 401);
 }

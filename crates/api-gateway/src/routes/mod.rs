@@ -2,6 +2,7 @@ mod api_keys;
 mod auth;
 mod health;
 mod metrics;
+mod triggers;
 
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 
@@ -17,7 +18,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/auth/me", web::get().to(auth::me))
             .route("/api-keys", web::post().to(api_keys::create))
             .route("/api-keys", web::get().to(api_keys::list))
-            .route("/api-keys/{id}", web::delete().to(api_keys::revoke)),
+            .route("/api-keys/{id}", web::delete().to(api_keys::revoke))
+            .route("/triggers", web::post().to(triggers::create))
+            .route("/triggers", web::get().to(triggers::list))
+            .route("/triggers/{id}", web::get().to(triggers::get))
+            .route("/triggers/{id}", web::patch().to(triggers::patch))
+            .route("/triggers/{id}", web::delete().to(triggers::delete)),
     )
     .route("/metrics", web::get().to(metrics::metrics));
 }

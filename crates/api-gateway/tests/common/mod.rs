@@ -7,6 +7,7 @@ use std::time::Duration;
 use api_gateway::auth::TokenKeys;
 use api_gateway::{AppState, Application};
 use secrecy::SecretString;
+use serde_json::{Value, json};
 use shared::redis::RedisHandle;
 use testkit::net::listener;
 
@@ -36,4 +37,38 @@ impl Running {
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client.get(format!("{}{path}", self.base)).send().await.expect("request")
     }
+}
+
+/// A user's view of the API.
+pub struct Client<'a> {
+    pub app: &'a Running,
+    pub token: String,
+}
+
+impl Client<'_> {
+    pub async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> reqwest::Response {
+        let mut request = self.app.client.request(method, format!("{}{path}", self.app.base)).bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.expect("request")
+    }
+}
+
+/// Registers and logs in a user.
+pub async fn user<'a>(app: &'a Running, email: &str) -> Client<'a> {
+    let url = |path: &str| format!("{}{path}", app.base);
+    let credentials = json!({"email": email, "password": "long enough"});
+    app.client.post(url("/api/v1/auth/register")).json(&credentials).send().await.expect("request");
+    let login: Value = app
+        .client
+        .post(url("/api/v1/auth/login"))
+        .json(&credentials)
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("request");
+    Client { app, token: login["token"].as_str().expect("request").to_owned() }
 }

@@ -152,3 +152,53 @@ pub async fn action_secrets(
     .fetch_optional(conn)
     .await
 }
+
+/// A trigger as the API shows it (no secrets).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TriggerRow {
+    pub id: TriggerId,
+    pub name: String,
+    pub description: Option<String>,
+    pub enabled: bool,
+    pub scope: serde_json::Value,
+    pub condition: Option<serde_json::Value>,
+    pub cooldown_secs: i64,
+    pub version: i64,
+    pub fires_from: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// `[{id, type, ...config}]` in order.
+    pub actions: serde_json::Value,
+}
+
+const TRIGGER_COLUMNS: &str =
+    "t.id, t.name, t.description, t.enabled, t.scope, t.condition, t.cooldown_secs, t.version,
+     t.fires_from, t.created_at, t.updated_at,
+     COALESCE((SELECT jsonb_agg(a.config || jsonb_build_object('id', a.id) ORDER BY a.position)
+               FROM trigger_actions a WHERE a.trigger_id = t.id), '[]'::jsonb) AS actions";
+
+/// One of the user's triggers.
+pub async fn get<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+    user: UserId,
+    trigger: TriggerId,
+) -> Result<Option<TriggerRow>, sqlx::Error> {
+    let sql = format!("SELECT {TRIGGER_COLUMNS} FROM triggers t WHERE t.id = $2 AND t.user_id = $1");
+    sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(user).bind(trigger).fetch_optional(db).await
+}
+
+/// The user's triggers in creation order, `limit` of them after `after` (created_at, id).
+pub async fn list<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+    user: UserId,
+    after: Option<(DateTime<Utc>, TriggerId)>,
+    limit: i64,
+) -> Result<Vec<TriggerRow>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {TRIGGER_COLUMNS} FROM triggers t
+         WHERE t.user_id = $1 AND ($2::timestamptz IS NULL OR (t.created_at, t.id) > ($2, $3))
+         ORDER BY t.created_at, t.id LIMIT $4"
+    );
+    let (at, id) = after.map_or((None, None), |(at, id)| (Some(at), Some(id)));
+    sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(user).bind(at).bind(id).bind(limit).fetch_all(db).await
+}

@@ -1,0 +1,175 @@
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use shared::domain::TriggerId;
+use shared::store::triggers::{self, TriggerRow};
+use shared::trigger::TriggerDefinition;
+
+use crate::auth::AuthUser;
+use crate::error::{ApiError, ErrorDetail};
+use crate::state::AppState;
+
+const DEFAULT_LIMIT: i64 = 50;
+const MAX_LIMIT: i64 = 100;
+
+fn view(row: TriggerRow) -> Value {
+    json!({
+        "id": row.id,
+        "name": row.name,
+        "description": row.description,
+        "enabled": row.enabled,
+        "scope": row.scope,
+        "condition": row.condition,
+        "cooldown_secs": row.cooldown_secs,
+        "actions": row.actions,
+        "version": row.version,
+        "fires_from": row.fires_from,
+        "created_at": row.created_at,
+        "updated_at": row.updated_at,
+    })
+}
+
+fn not_found() -> ApiError {
+    ApiError::not_found("no such trigger")
+}
+
+fn trigger_id(raw: &str) -> Result<TriggerId, ApiError> {
+    raw.parse().map_err(|_| not_found())
+}
+
+/// Parses a trigger with the processor's own parser: every fault with its JSON path.
+fn parse(body: &Value) -> Result<TriggerDefinition, ApiError> {
+    TriggerDefinition::parse(body).map_err(|errors| {
+        ApiError::new(StatusCode::BAD_REQUEST, "validation_failed", "the trigger is not valid")
+            .with_details(errors.0.into_iter().map(|e| ErrorDetail { path: e.path, message: e.message }).collect())
+    })
+}
+
+/// `POST /api/v1/triggers`. Each webhook action's signing secret is in this answer, and
+/// only here.
+pub async fn create(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    let definition = parse(&body)?;
+    let mut tx = state.db.begin().await.map_err(|e| ApiError::internal(&e))?;
+    let (id, actions) =
+        triggers::insert(&mut tx, user.0, &definition, None).await.map_err(|e| ApiError::internal(&e))?;
+    let mut secrets = serde_json::Map::new();
+    for action in &actions {
+        let stored = triggers::action_secrets(&mut tx, user.0, *action).await.map_err(|e| ApiError::internal(&e))?;
+        if let Some(secret) = stored.as_ref().and_then(|s| s.get("signing_secret")) {
+            secrets.insert(action.to_string(), secret.clone());
+        }
+    }
+    let row = triggers::get(&mut *tx, user.0, id).await.map_err(|e| ApiError::internal(&e))?.ok_or_else(not_found)?;
+    tx.commit().await.map_err(|e| ApiError::internal(&e))?;
+    let mut body = view(row);
+    if let Some(actions) = body["actions"].as_array_mut() {
+        for action in actions {
+            let id = action["id"].as_str().unwrap_or_default().to_owned();
+            if let Some(secret) = secrets.get(&id) {
+                action["signing_secret"] = secret.clone();
+            }
+        }
+    }
+    Ok(HttpResponse::Created().json(body))
+}
+
+/// `GET /api/v1/triggers/{id}`
+pub async fn get(state: web::Data<AppState>, user: AuthUser, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id = trigger_id(&id)?;
+    let row = triggers::get(&state.db, user.0, id).await.map_err(|e| ApiError::internal(&e))?.ok_or_else(not_found)?;
+    Ok(HttpResponse::Ok().json(view(row)))
+}
+
+#[derive(Deserialize)]
+pub struct Page {
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Listed {
+    items: Vec<Value>,
+    next_cursor: Option<String>,
+}
+
+fn bad_query(path: &str, message: &str) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "validation_failed", "the query is not valid")
+        .with_details(vec![ErrorDetail { path: path.into(), message: message.into() }])
+}
+
+/// `GET /api/v1/triggers`: the user's triggers, oldest first, a page at a time.
+pub async fn list(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    page: web::Query<Page>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = page.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(bad_query("limit", "must be between 1 and 100"));
+    }
+    let after = match &page.cursor {
+        None => None,
+        Some(cursor) => Some(decode_cursor(cursor).ok_or_else(|| bad_query("cursor", "not a cursor from this API"))?),
+    };
+    let rows = triggers::list(&state.db, user.0, after, limit + 1).await.map_err(|e| ApiError::internal(&e))?;
+    let more = rows.len() as i64 > limit;
+    let rows: Vec<TriggerRow> = rows.into_iter().take(usize::try_from(limit).unwrap_or(50)).collect();
+    let next_cursor = if more { rows.last().map(|r| encode_cursor(r.created_at, r.id)) } else { None };
+    Ok(HttpResponse::Ok().json(Listed { items: rows.into_iter().map(view).collect(), next_cursor }))
+}
+
+fn encode_cursor(at: chrono::DateTime<chrono::Utc>, id: TriggerId) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{}|{id}", at.timestamp_micros()))
+}
+
+fn decode_cursor(cursor: &str) -> Option<(chrono::DateTime<chrono::Utc>, TriggerId)> {
+    let text = String::from_utf8(URL_SAFE_NO_PAD.decode(cursor).ok()?).ok()?;
+    let (micros, id) = text.split_once('|')?;
+    Some((chrono::DateTime::from_timestamp_micros(micros.parse().ok()?)?, id.parse().ok()?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Patch {
+    enabled: Option<bool>,
+}
+
+/// `PATCH /api/v1/triggers/{id}`: enable or disable. Enabling starts firing from now.
+pub async fn patch(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    id: web::Path<String>,
+    body: web::Json<Patch>,
+) -> Result<HttpResponse, ApiError> {
+    let id = trigger_id(&id)?;
+    let mut conn = state.db.acquire().await.map_err(|e| ApiError::internal(&e))?;
+    if let Some(enabled) = body.enabled
+        && !triggers::set_enabled(&mut conn, user.0, id, enabled, None).await.map_err(|e| ApiError::internal(&e))?
+    {
+        return Err(not_found());
+    }
+    let row = triggers::get(&mut *conn, user.0, id).await.map_err(|e| ApiError::internal(&e))?.ok_or_else(not_found)?;
+    Ok(HttpResponse::Ok().json(view(row)))
+}
+
+/// `DELETE /api/v1/triggers/{id}`
+pub async fn delete(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = trigger_id(&id)?;
+    let mut conn = state.db.acquire().await.map_err(|e| ApiError::internal(&e))?;
+    if triggers::delete(&mut conn, user.0, id).await.map_err(|e| ApiError::internal(&e))? {
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(not_found())
+    }
+}
