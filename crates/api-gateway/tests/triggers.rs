@@ -24,21 +24,12 @@ async fn gateway() -> (TestDb, Running) {
     (db, app)
 }
 
+/// The contract's example, with secrets on two actions.
 fn example() -> Value {
-    json!({
-        "name": "Uptime of agent 42 dropping",
-        "scope": {"chain_ids": [11155111], "registry": "reputation", "event_types": ["NewFeedback"], "agent_ids": ["42"]},
-        "condition": {"all": [
-            {"field": "tag1", "op": "eq", "value": "uptime"},
-            {"ema": {"field": "value", "window": 10, "min_samples": 3, "as": "uptime_ema"}, "op": "lt", "value": "95"}
-        ]},
-        "cooldown_secs": 600,
-        "actions": [
-            {"type": "telegram", "chat_id": "-1001234", "bot_token": "123456:ABCdefGHIjklMNOpqrSTUvwxYZ012345"},
-            {"type": "webhook", "url": "https://example.com/hooks/8004"},
-            {"type": "mcp", "server_url": "https://agent.example/mcp", "tool": "notify", "headers": {"Authorization": "Bearer mcp-secret-xyz"}}
-        ]
-    })
+    let mut body = testkit::fixtures::example_trigger();
+    body["actions"][0]["bot_token"] = json!("123456:ABCdefGHIjklMNOpqrSTUvwxYZ012345");
+    body["actions"][2]["headers"] = json!({"Authorization": "Bearer mcp-secret-xyz"});
+    body
 }
 
 async fn create(client: &Client<'_>, body: Value) -> Value {

@@ -249,22 +249,7 @@ fn assert_fault(value: Value, path: &str, message_part: &str) {
 
 #[test]
 fn the_example_trigger_of_the_contract_parses() {
-    let value = json!({
-      "name": "Uptime of agent 42 dropping",
-      "description": "optional",
-      "enabled": true,
-      "scope": {"chain_ids": [11155111], "registry": "reputation", "event_types": ["NewFeedback"], "agent_ids": ["42"]},
-      "condition": {"all": [
-        {"field": "tag1", "op": "eq", "value": "uptime"},
-        {"ema": {"field": "value", "window": 10, "min_samples": 3, "as": "uptime_ema"}, "op": "lt", "value": "95"}
-      ]},
-      "cooldown_secs": 600,
-      "actions": [
-        {"type": "telegram", "chat_id": "-1001234", "template": "Agent {{ event.agent_id }}: uptime EMA {{ aggregates.uptime_ema }}"},
-        {"type": "webhook", "url": "https://example.com/hooks/8004", "method": "POST", "headers": {"X-Env": "prod"}},
-        {"type": "mcp", "server_url": "https://agent.example/mcp", "tool": "notify_feedback", "arguments": {"agent": "{{ event.agent_id }}", "value": "{{ event.value }}"}}
-      ]
-    });
+    let value = testkit::fixtures::example_trigger();
     let definition = TriggerDefinition::parse(&value).unwrap();
     assert_eq!(definition.name, "Uptime of agent 42 dropping");
     assert_eq!(definition.cooldown_secs, 600);

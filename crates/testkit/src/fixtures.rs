@@ -63,3 +63,24 @@ pub fn registered(block: u64, log_index: u32, agent: AgentId, owner: &str) -> Ne
         EventData::Registered { owner: owner.parse().expect("valid address"), agent_uri: "ipfs://agent".to_owned() };
     event(position(block, log_index), agent, data)
 }
+
+/// The example trigger of the product contract: an EMA of agent 42's uptime feedback, with
+/// one action of each kind.
+pub fn example_trigger() -> serde_json::Value {
+    json!({
+        "name": "Uptime of agent 42 dropping",
+        "description": "optional",
+        "enabled": true,
+        "scope": {"chain_ids": [11155111], "registry": "reputation", "event_types": ["NewFeedback"], "agent_ids": ["42"]},
+        "condition": {"all": [
+            {"field": "tag1", "op": "eq", "value": "uptime"},
+            {"ema": {"field": "value", "window": 10, "min_samples": 3, "as": "uptime_ema"}, "op": "lt", "value": "95"}
+        ]},
+        "cooldown_secs": 600,
+        "actions": [
+            {"type": "telegram", "chat_id": "-1001234", "template": "Agent {{ event.agent_id }}: uptime EMA {{ aggregates.uptime_ema }}"},
+            {"type": "webhook", "url": "https://example.com/hooks/8004", "method": "POST", "headers": {"X-Env": "prod"}},
+            {"type": "mcp", "server_url": "https://agent.example/mcp", "tool": "notify_feedback", "arguments": {"agent": "{{ event.agent_id }}", "value": "{{ event.value }}"}}
+        ]
+    })
+}
