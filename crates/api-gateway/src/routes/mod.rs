@@ -1,5 +1,6 @@
 mod api_keys;
 mod auth;
+mod events;
 mod health;
 mod metrics;
 mod triggers;
@@ -19,6 +20,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/api-keys", web::post().to(api_keys::create))
             .route("/api-keys", web::get().to(api_keys::list))
             .route("/api-keys/{id}", web::delete().to(api_keys::revoke))
+            .route("/events", web::get().to(events::list))
+            .route("/events/{id}", web::get().to(events::get))
             .route("/triggers", web::post().to(triggers::create))
             .route("/triggers", web::get().to(triggers::list))
             .route("/triggers/{id}", web::get().to(triggers::get))

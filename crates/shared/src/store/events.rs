@@ -355,3 +355,53 @@ impl TryFrom<EventRow> for StoredEvent {
         })
     }
 }
+
+/// What `GET /events` can filter on; every part optional.
+#[derive(Debug, Default, Clone)]
+pub struct EventFilter {
+    pub chain_id: Option<i64>,
+    pub registry: Option<String>,
+    pub event_type: Option<String>,
+    pub agent_id: Option<String>,
+    pub from_block: Option<i64>,
+    pub to_block: Option<i64>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// Events matching `filter`, newest first, `limit` of them with ids below `before`.
+pub async fn list<'e>(
+    db: impl PgExecutor<'e>,
+    filter: &EventFilter,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let sql = format!(
+        "SELECT {SELECT_COLUMNS} FROM events
+         WHERE ($1::int8 IS NULL OR chain_id = $1)
+           AND ($2::text IS NULL OR registry = $2)
+           AND ($3::text IS NULL OR event_type = $3)
+           AND ($4::text IS NULL OR agent_id = $4::numeric)
+           AND ($5::int8 IS NULL OR block_number >= $5)
+           AND ($6::int8 IS NULL OR block_number <= $6)
+           AND ($7::timestamptz IS NULL OR block_timestamp >= $7)
+           AND ($8::timestamptz IS NULL OR block_timestamp <= $8)
+           AND ($9::int8 IS NULL OR id < $9)
+         ORDER BY id DESC
+         LIMIT $10"
+    );
+    let rows: Vec<EventRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(filter.chain_id)
+        .bind(&filter.registry)
+        .bind(&filter.event_type)
+        .bind(&filter.agent_id)
+        .bind(filter.from_block)
+        .bind(filter.to_block)
+        .bind(filter.since)
+        .bind(filter.until)
+        .bind(before)
+        .bind(limit)
+        .fetch_all(db)
+        .await?;
+    rows.into_iter().map(StoredEvent::try_from).collect()
+}
