@@ -1,5 +1,6 @@
 mod api_keys;
 mod auth;
+mod deliveries;
 mod events;
 mod health;
 mod metrics;
@@ -26,7 +27,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/triggers", web::get().to(triggers::list))
             .route("/triggers/{id}", web::get().to(triggers::get))
             .route("/triggers/{id}", web::patch().to(triggers::patch))
-            .route("/triggers/{id}", web::delete().to(triggers::delete)),
+            .route("/triggers/{id}", web::delete().to(triggers::delete))
+            .route("/triggers/{id}/deliveries", web::get().to(deliveries::for_trigger))
+            .route("/triggers/{id}/actions/{action_id}/breaker/reset", web::post().to(deliveries::reset_breaker))
+            .route("/deliveries", web::get().to(deliveries::by_status))
+            .route("/deliveries/{id}/replay", web::post().to(deliveries::replay)),
     )
     .route("/metrics", web::get().to(metrics::metrics));
 }

@@ -1,6 +1,7 @@
 //! Repository functions over the tables the services share.
 
 pub mod api_keys;
+pub mod deliveries;
 pub mod events;
 pub mod jobs;
 pub mod triggers;

@@ -174,7 +174,18 @@ pub struct TriggerRow {
 const TRIGGER_COLUMNS: &str =
     "t.id, t.name, t.description, t.enabled, t.scope, t.condition, t.cooldown_secs, t.version,
      t.fires_from, t.created_at, t.updated_at,
-     COALESCE((SELECT jsonb_agg(a.config || jsonb_build_object('id', a.id) ORDER BY a.position)
+     COALESCE((SELECT jsonb_agg(a.config || jsonb_build_object(
+                   'id', a.id,
+                   'breaker', COALESCE(
+                       (SELECT jsonb_build_object('state', b.state, 'consecutive_failures', b.consecutive_failures,
+                                                  'trips', b.trips, 'open_until', b.open_until)
+                        FROM action_breakers b WHERE b.action_id = a.id),
+                       '{\"state\": \"closed\", \"consecutive_failures\": 0, \"trips\": 0, \"open_until\": null}'::jsonb),
+                   'last_delivery',
+                       (SELECT jsonb_build_object('outcome', d.outcome, 'status_code', d.status_code, 'error', d.error,
+                                                  'attempt', d.attempt, 'at', d.created_at)
+                        FROM deliveries d WHERE d.action_id = a.id ORDER BY d.id DESC LIMIT 1))
+               ORDER BY a.position)
                FROM trigger_actions a WHERE a.trigger_id = t.id), '[]'::jsonb) AS actions";
 
 /// One of the user's triggers.
@@ -201,4 +212,35 @@ pub async fn list<'e>(
     );
     let (at, id) = after.map_or((None, None), |(at, id)| (Some(at), Some(id)));
     sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(user).bind(at).bind(id).bind(limit).fetch_all(db).await
+}
+
+/// Closes the breaker of one of the user's actions. `false` when the user has no such
+/// action on that trigger.
+pub async fn reset_breaker(
+    conn: &mut PgConnection,
+    user: UserId,
+    trigger: TriggerId,
+    action: ActionId,
+) -> Result<bool, sqlx::Error> {
+    let owned: Option<i32> = sqlx::query_scalar(
+        "SELECT 1 FROM trigger_actions a JOIN triggers t ON t.id = a.trigger_id
+         WHERE a.id = $3 AND t.id = $2 AND t.user_id = $1",
+    )
+    .bind(user)
+    .bind(trigger)
+    .bind(action)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if owned.is_none() {
+        return Ok(false);
+    }
+    sqlx::query(
+        "UPDATE action_breakers
+         SET state = 'closed', consecutive_failures = 0, opened_at = NULL, open_until = NULL, updated_at = now()
+         WHERE action_id = $1",
+    )
+    .bind(action)
+    .execute(conn)
+    .await?;
+    Ok(true)
 }

@@ -1,0 +1,85 @@
+//! The delivery log and job outcomes as their owner sees them.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgExecutor;
+
+use crate::domain::{TriggerId, UserId};
+
+/// One attempt.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct AttemptRow {
+    pub id: i64,
+    pub job_id: uuid::Uuid,
+    pub action_id: uuid::Uuid,
+    pub event_id: i64,
+    pub kind: String,
+    pub attempt: i32,
+    pub outcome: String,
+    pub status_code: Option<i32>,
+    pub error: Option<String>,
+    pub latency_ms: Option<i32>,
+    pub response_excerpt: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Attempts of one of the user's triggers, newest first, ids below `before`.
+pub async fn for_trigger<'e>(
+    db: impl PgExecutor<'e>,
+    user: UserId,
+    trigger: TriggerId,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<AttemptRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT d.id, d.job_id, d.action_id, d.event_id, d.kind, d.attempt, d.outcome, d.status_code, d.error,
+                d.latency_ms, d.response_excerpt, d.created_at
+         FROM deliveries d JOIN triggers t ON t.id = d.trigger_id
+         WHERE t.user_id = $1 AND d.trigger_id = $2 AND ($3::int8 IS NULL OR d.id < $3)
+         ORDER BY d.id DESC LIMIT $4",
+    )
+    .bind(user)
+    .bind(trigger)
+    .bind(before)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
+
+/// A job and where it stands.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct JobRow {
+    pub job_id: uuid::Uuid,
+    pub trigger_id: uuid::Uuid,
+    pub action_id: uuid::Uuid,
+    pub event_id: i64,
+    pub kind: String,
+    pub status: String,
+    pub attempts: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The user's jobs in one status (`pending`, `dispatched`, `delivered`, `failed`, `dead`),
+/// newest first, created before `before` (created_at, job id).
+pub async fn jobs_by_status<'e>(
+    db: impl PgExecutor<'e>,
+    user: UserId,
+    status: &str,
+    before: Option<(DateTime<Utc>, uuid::Uuid)>,
+    limit: i64,
+) -> Result<Vec<JobRow>, sqlx::Error> {
+    let (at, id) = before.map_or((None, None), |(at, id)| (Some(at), Some(id)));
+    sqlx::query_as(
+        "SELECT o.job_id, o.trigger_id, o.action_id, o.event_id, o.kind, o.status, o.attempts, o.created_at, o.updated_at
+         FROM action_outbox o JOIN triggers t ON t.id = o.trigger_id
+         WHERE t.user_id = $1 AND o.status = $2 AND ($3::timestamptz IS NULL OR (o.created_at, o.job_id) < ($3, $4))
+         ORDER BY o.created_at DESC, o.job_id DESC LIMIT $5",
+    )
+    .bind(user)
+    .bind(status)
+    .bind(at)
+    .bind(id)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
