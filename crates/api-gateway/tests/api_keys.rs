@@ -5,22 +5,14 @@
 
 mod common;
 
-use std::time::Duration;
-
-use api_gateway::AppState;
-use common::{Running, user};
+use common::user;
 use serde_json::{Value, json};
-use shared::redis::RedisHandle;
 use testkit::TestDb;
 
 #[tokio::test]
 async fn a_key_is_shown_once_works_as_a_bearer_and_dies_when_revoked() {
     let db = TestDb::new().await;
-    let app = Running::start(AppState::new(
-        db.pool.clone(),
-        RedisHandle::new(&testkit::redis_config()).unwrap(),
-        common::tokens(Duration::from_secs(3600)),
-    ));
+    let app = common::start(&db);
     let alice = user(&app, "alice@example.com").await;
     let bob = user(&app, "bob@example.com").await;
 

@@ -7,22 +7,16 @@ mod common;
 
 use std::time::Duration;
 
-use api_gateway::AppState;
-use common::{Running, user};
+use common::user;
 use reqwest::Method;
 use serde_json::{Value, json};
-use shared::redis::RedisHandle;
 use testkit::TestDb;
 use testkit::fixtures::feedback;
 
 #[tokio::test]
 async fn attempts_dead_jobs_replay_and_breaker_reset_belong_to_their_owner() {
     let db = TestDb::new().await;
-    let app = Running::start(AppState::new(
-        db.pool.clone(),
-        RedisHandle::new(&testkit::redis_config()).unwrap(),
-        common::tokens(Duration::from_secs(3600)),
-    ));
+    let app = common::start(&db);
     let alice = user(&app, "alice@example.com").await;
     let bob = user(&app, "bob@example.com").await;
     let created: Value = alice

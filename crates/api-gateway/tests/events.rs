@@ -5,24 +5,16 @@
 
 mod common;
 
-use std::time::Duration;
-
-use api_gateway::AppState;
-use common::{Running, user};
+use common::user;
 use reqwest::Method;
 use serde_json::Value;
-use shared::redis::RedisHandle;
 use testkit::TestDb;
 use testkit::fixtures::{feedback, registered};
 
 #[tokio::test]
 async fn events_are_filtered_paginated_newest_first_and_read_one_by_one() {
     let db = TestDb::new().await;
-    let app = Running::start(AppState::new(
-        db.pool.clone(),
-        RedisHandle::new(&testkit::redis_config()).unwrap(),
-        common::tokens(Duration::from_secs(3600)),
-    ));
+    let app = common::start(&db);
     let big: shared::domain::AgentId =
         "115792089237316195423570985008687907853269984665640564039457584007913129639935".parse().unwrap();
     let mut conn = db.pool.acquire().await.unwrap();

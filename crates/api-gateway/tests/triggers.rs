@@ -5,22 +5,14 @@
 
 mod common;
 
-use std::time::Duration;
-
-use api_gateway::AppState;
 use common::{Client, Running, user};
 use reqwest::Method;
 use serde_json::{Value, json};
-use shared::redis::RedisHandle;
 use testkit::TestDb;
 
 async fn gateway() -> (TestDb, Running) {
     let db = TestDb::new().await;
-    let app = Running::start(AppState::new(
-        db.pool.clone(),
-        RedisHandle::new(&testkit::redis_config()).unwrap(),
-        common::tokens(Duration::from_secs(3600)),
-    ));
+    let app = common::start(&db);
     (db, app)
 }
 

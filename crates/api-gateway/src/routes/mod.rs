@@ -4,6 +4,7 @@ mod deliveries;
 mod events;
 mod health;
 mod metrics;
+mod pagination;
 mod triggers;
 
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};

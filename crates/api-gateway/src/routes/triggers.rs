@@ -1,7 +1,5 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use shared::domain::TriggerId;
@@ -10,10 +8,8 @@ use shared::trigger::TriggerDefinition;
 
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ErrorDetail};
+use crate::routes::pagination;
 use crate::state::AppState;
-
-const DEFAULT_LIMIT: i64 = 50;
-const MAX_LIMIT: i64 = 100;
 
 fn view(row: TriggerRow) -> Value {
     json!({
@@ -99,40 +95,19 @@ struct Listed {
     next_cursor: Option<String>,
 }
 
-fn bad_query(path: &str, message: &str) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "validation_failed", "the query is not valid")
-        .with_details(vec![ErrorDetail { path: path.into(), message: message.into() }])
-}
-
 /// `GET /api/v1/triggers`: the user's triggers, oldest first, a page at a time.
 pub async fn list(
     state: web::Data<AppState>,
     user: AuthUser,
     page: web::Query<Page>,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = page.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(bad_query("limit", "must be between 1 and 100"));
-    }
-    let after = match &page.cursor {
-        None => None,
-        Some(cursor) => Some(decode_cursor(cursor).ok_or_else(|| bad_query("cursor", "not a cursor from this API"))?),
-    };
+    let limit = pagination::limit(page.limit)?;
+    let after = pagination::decode(page.cursor.as_deref())?;
     let rows = triggers::list(&state.db, user.0, after, limit + 1).await.map_err(|e| ApiError::internal(&e))?;
     let more = rows.len() as i64 > limit;
     let rows: Vec<TriggerRow> = rows.into_iter().take(usize::try_from(limit).unwrap_or(50)).collect();
-    let next_cursor = if more { rows.last().map(|r| encode_cursor(r.created_at, r.id)) } else { None };
+    let next_cursor = if more { rows.last().map(|r| pagination::encode(r.created_at, r.id)) } else { None };
     Ok(HttpResponse::Ok().json(Listed { items: rows.into_iter().map(view).collect(), next_cursor }))
-}
-
-fn encode_cursor(at: chrono::DateTime<chrono::Utc>, id: TriggerId) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{}|{id}", at.timestamp_micros()))
-}
-
-fn decode_cursor(cursor: &str) -> Option<(chrono::DateTime<chrono::Utc>, TriggerId)> {
-    let text = String::from_utf8(URL_SAFE_NO_PAD.decode(cursor).ok()?).ok()?;
-    let (micros, id) = text.split_once('|')?;
-    Some((chrono::DateTime::from_timestamp_micros(micros.parse().ok()?)?, id.parse().ok()?))
 }
 
 #[derive(Deserialize)]

@@ -17,6 +17,12 @@ pub fn tokens(lifetime: Duration) -> TokenKeys {
     TokenKeys::new(&SecretString::from(JWT_SECRET.to_owned()), lifetime)
 }
 
+/// The gateway on a free port over `db` and a Redis prefix of its own.
+pub fn start(db: &testkit::TestDb) -> Running {
+    let redis = RedisHandle::new(&testkit::redis_config()).expect("redis handle");
+    Running::start(AppState::new(db.pool.clone(), redis, tokens(Duration::from_secs(3600))))
+}
+
 pub fn state(db: sqlx::PgPool, redis: RedisHandle) -> AppState {
     AppState::new(db, redis, tokens(Duration::from_secs(3600)))
 }
