@@ -148,3 +148,43 @@ async fn malformed_triggers_are_400_with_the_path_of_the_fault() {
     let listed: Value = alice.send(Method::GET, "/api/v1/triggers", None).await.json().await.unwrap();
     assert_eq!(listed["items"], json!([]), "nothing was saved");
 }
+
+#[tokio::test]
+async fn replacing_a_trigger_keeps_matching_actions_and_their_secrets() {
+    let (db, app) = gateway().await;
+    let alice = user(&app, "alice@example.com").await;
+    let bob = user(&app, "bob@example.com").await;
+    let created = create(&alice, example()).await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let webhook_id = created["actions"][1]["id"].as_str().unwrap().to_owned();
+    let secret = created["actions"][1]["signing_secret"].as_str().unwrap().to_owned();
+
+    let mut changed = example();
+    changed["name"] = json!("renamed");
+    changed["condition"] = json!({"field": "value", "op": "lt", "value": 10});
+    // Position 0 becomes a webhook (new), position 1 stays a webhook (kept), the MCP action goes.
+    changed["actions"] = json!([
+        {"type": "webhook", "url": "https://example.com/new"},
+        {"type": "webhook", "url": "https://example.com/changed"}
+    ]);
+    let path = format!("/api/v1/triggers/{id}");
+    assert_eq!(bob.send(Method::PUT, &path, Some(changed.clone())).await.status(), 404);
+    let replaced = alice.send(Method::PUT, &path, Some(changed)).await;
+    assert_eq!(replaced.status(), 200);
+    let replaced: Value = replaced.json().await.unwrap();
+    assert_eq!(replaced["name"], "renamed");
+    let actions = replaced["actions"].as_array().unwrap();
+    assert_eq!(actions.len(), 2);
+    assert!(actions[0]["signing_secret"].as_str().unwrap().starts_with("whsec_"), "a new action shows its secret");
+    assert_eq!(actions[1]["id"], json!(webhook_id), "a kept action keeps its id");
+    assert_eq!(actions[1]["url"], "https://example.com/changed");
+    assert!(actions[1].get("signing_secret").is_none(), "a kept secret is not shown again");
+    let stored: Value = sqlx::query_scalar("SELECT secrets FROM trigger_actions WHERE id = $1::uuid")
+        .bind(&webhook_id)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored["signing_secret"], json!(secret), "and keeps its secret");
+    let invalid = alice.send(Method::PUT, &path, Some(json!({"name": "x", "actions": []}))).await;
+    assert_eq!(invalid.status(), 400);
+}

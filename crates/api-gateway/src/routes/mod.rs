@@ -27,6 +27,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/triggers", web::post().to(triggers::create))
             .route("/triggers", web::get().to(triggers::list))
             .route("/triggers/{id}", web::get().to(triggers::get))
+            .route("/triggers/{id}", web::put().to(triggers::replace))
             .route("/triggers/{id}", web::patch().to(triggers::patch))
             .route("/triggers/{id}", web::delete().to(triggers::delete))
             .route("/triggers/{id}/deliveries", web::get().to(deliveries::for_trigger))

@@ -55,15 +55,45 @@ pub async fn create(
     let mut tx = state.db.begin().await.map_err(|e| ApiError::internal(&e))?;
     let (id, actions) =
         triggers::insert(&mut tx, user.0, &definition, None).await.map_err(|e| ApiError::internal(&e))?;
+    let body = with_new_secrets(&mut tx, user, id, &actions).await?;
+    tx.commit().await.map_err(|e| ApiError::internal(&e))?;
+    Ok(HttpResponse::Created().json(body))
+}
+
+/// `PUT /api/v1/triggers/{id}`: replaces the trigger. Actions that keep their position and
+/// kind keep their id and signing secret; new webhook actions show theirs in this answer.
+pub async fn replace(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    id: web::Path<String>,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    let id = trigger_id(&id)?;
+    let definition = parse(&body)?;
+    let mut tx = state.db.begin().await.map_err(|e| ApiError::internal(&e))?;
+    let created = triggers::replace(&mut tx, user.0, id, &definition).await.map_err(|e| ApiError::internal(&e))?;
+    let created = created.ok_or_else(not_found)?;
+    let body = with_new_secrets(&mut tx, user, id, &created).await?;
+    tx.commit().await.map_err(|e| ApiError::internal(&e))?;
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// The trigger's view, with the signing secrets of the actions just created (the only time
+/// they are shown).
+async fn with_new_secrets(
+    tx: &mut sqlx::PgConnection,
+    user: AuthUser,
+    id: TriggerId,
+    created: &[shared::domain::ActionId],
+) -> Result<Value, ApiError> {
     let mut secrets = serde_json::Map::new();
-    for action in &actions {
-        let stored = triggers::action_secrets(&mut tx, user.0, *action).await.map_err(|e| ApiError::internal(&e))?;
+    for action in created {
+        let stored = triggers::action_secrets(&mut *tx, user.0, *action).await.map_err(|e| ApiError::internal(&e))?;
         if let Some(secret) = stored.as_ref().and_then(|s| s.get("signing_secret")) {
             secrets.insert(action.to_string(), secret.clone());
         }
     }
     let row = triggers::get(&mut *tx, user.0, id).await.map_err(|e| ApiError::internal(&e))?.ok_or_else(not_found)?;
-    tx.commit().await.map_err(|e| ApiError::internal(&e))?;
     let mut body = view(row);
     if let Some(actions) = body["actions"].as_array_mut() {
         for action in actions {
@@ -73,7 +103,7 @@ pub async fn create(
             }
         }
     }
-    Ok(HttpResponse::Created().json(body))
+    Ok(body)
 }
 
 /// `GET /api/v1/triggers/{id}`

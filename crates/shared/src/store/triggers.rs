@@ -244,3 +244,79 @@ pub async fn reset_breaker(
     .await?;
     Ok(true)
 }
+
+/// Replaces one of the user's triggers with `definition`, in one transaction. An action
+/// that keeps its position and kind keeps its id, its breaker, its delivery history and its
+/// signing secret (secrets given anew, a bot token or MCP headers, replace the old ones);
+/// other actions are created afresh. Returns the ids of the actions created afresh, or
+/// `None` when the user has no such trigger.
+pub async fn replace(
+    conn: &mut PgConnection,
+    user: UserId,
+    trigger: TriggerId,
+    definition: &TriggerDefinition,
+) -> Result<Option<Vec<ActionId>>, sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    if !update_rule(&mut tx, user, trigger, definition).await? {
+        return Ok(None);
+    }
+    set_enabled(&mut tx, user, trigger, definition.enabled, None).await?;
+    let existing: Vec<(ActionId, i32, String, serde_json::Value)> = sqlx::query_as(
+        "SELECT id, position, kind, secrets FROM trigger_actions WHERE trigger_id = $1 ORDER BY position",
+    )
+    .bind(trigger)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut created = Vec::new();
+    for (position, action) in definition.actions.iter().enumerate() {
+        let position = i32::try_from(position).unwrap_or(i32::MAX);
+        let kept = existing.iter().find(|(_, p, kind, _)| *p == position && kind == action.kind().as_str());
+        match kept {
+            Some((id, _, _, old_secrets)) => {
+                let mut secrets = old_secrets.clone();
+                if let (Some(merged), serde_json::Value::Object(new)) = (secrets.as_object_mut(), action.secrets()) {
+                    for (key, value) in new {
+                        let empty = value.as_object().is_some_and(serde_json::Map::is_empty);
+                        if !empty {
+                            merged.insert(key, value);
+                        }
+                    }
+                }
+                sqlx::query("UPDATE trigger_actions SET config = $2, secrets = $3, updated_at = now() WHERE id = $1")
+                    .bind(id)
+                    .bind(action.public_config())
+                    .bind(secrets)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            None => {
+                sqlx::query("DELETE FROM trigger_actions WHERE trigger_id = $1 AND position = $2")
+                    .bind(trigger)
+                    .bind(position)
+                    .execute(&mut *tx)
+                    .await?;
+                let id = ActionId::new_random();
+                sqlx::query(
+                    "INSERT INTO trigger_actions (id, trigger_id, position, kind, config, secrets)
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(id)
+                .bind(trigger)
+                .bind(position)
+                .bind(action.kind().as_str())
+                .bind(action.public_config())
+                .bind(secrets_to_store(action))
+                .execute(&mut *tx)
+                .await?;
+                created.push(id);
+            }
+        }
+    }
+    sqlx::query("DELETE FROM trigger_actions WHERE trigger_id = $1 AND position >= $2")
+        .bind(trigger)
+        .bind(i32::try_from(definition.actions.len()).unwrap_or(i32::MAX))
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(Some(created))
+}
