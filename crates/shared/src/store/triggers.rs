@@ -37,20 +37,7 @@ pub async fn insert(
     .await?;
     let mut action_ids = Vec::with_capacity(definition.actions.len());
     for (position, action) in definition.actions.iter().enumerate() {
-        let action_id = ActionId::new_random();
-        sqlx::query(
-            "INSERT INTO trigger_actions (id, trigger_id, position, kind, config, secrets)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(action_id)
-        .bind(id)
-        .bind(i32::try_from(position).unwrap_or(i32::MAX))
-        .bind(action.kind().as_str())
-        .bind(action.public_config())
-        .bind(secrets_to_store(action))
-        .execute(&mut *tx)
-        .await?;
-        action_ids.push(action_id);
+        action_ids.push(insert_action(&mut tx, id, i32::try_from(position).unwrap_or(i32::MAX), action).await?);
     }
     tx.commit().await?;
     Ok((id, action_ids))
@@ -117,6 +104,29 @@ pub async fn delete(conn: &mut PgConnection, user: UserId, trigger: TriggerId) -
         .execute(conn)
         .await?;
     Ok(result.rows_affected() == 1)
+}
+
+/// Stores one action, with its secrets (a new signing secret for a webhook).
+async fn insert_action(
+    conn: &mut PgConnection,
+    trigger: TriggerId,
+    position: i32,
+    action: &Action,
+) -> Result<ActionId, sqlx::Error> {
+    let id = ActionId::new_random();
+    sqlx::query(
+        "INSERT INTO trigger_actions (id, trigger_id, position, kind, config, secrets)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(id)
+    .bind(trigger)
+    .bind(position)
+    .bind(action.kind().as_str())
+    .bind(action.public_config())
+    .bind(secrets_to_store(action))
+    .execute(conn)
+    .await?;
+    Ok(id)
 }
 
 /// What is stored as an action's write-only secrets: for a webhook, a new signing secret.
@@ -295,20 +305,7 @@ pub async fn replace(
                     .bind(position)
                     .execute(&mut *tx)
                     .await?;
-                let id = ActionId::new_random();
-                sqlx::query(
-                    "INSERT INTO trigger_actions (id, trigger_id, position, kind, config, secrets)
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(id)
-                .bind(trigger)
-                .bind(position)
-                .bind(action.kind().as_str())
-                .bind(action.public_config())
-                .bind(secrets_to_store(action))
-                .execute(&mut *tx)
-                .await?;
-                created.push(id);
+                created.push(insert_action(&mut tx, trigger, position, action).await?);
             }
         }
     }
