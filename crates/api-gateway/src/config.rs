@@ -1,6 +1,8 @@
 use std::time::Duration;
 
 use secrecy::SecretString;
+
+use crate::rate_limit::RateLimits;
 use shared::config::{ConfigError, DatabaseConfig, Env, Problems, RedisConfig, ServerConfig};
 
 /// Minimum length of `JWT_SECRET`: 32 characters, 256 bits of a random key in hex or base64.
@@ -15,6 +17,7 @@ pub struct GatewayConfig {
     pub jwt_secret: SecretString,
     /// How long a login token is valid (`JWT_EXPIRY_SECS`).
     pub jwt_lifetime: Duration,
+    pub limits: RateLimits,
 }
 
 impl GatewayConfig {
@@ -31,6 +34,14 @@ impl GatewayConfig {
                 "a random string that signs login tokens; `make run` generates one for local use",
                 &mut problems,
             ),
+            limits: RateLimits {
+                auth_per_minute: env
+                    .parsed("RATE_LIMIT_AUTH_PER_MINUTE", 10u32, "a whole number of requests", &mut problems)
+                    .max(1),
+                per_minute: env
+                    .parsed("RATE_LIMIT_PER_MINUTE", 600u32, "a whole number of requests", &mut problems)
+                    .max(1),
+            },
             jwt_lifetime: Duration::from_secs(
                 env.parsed("JWT_EXPIRY_SECS", 86_400u64, "a whole number of seconds", &mut problems).max(1),
             ),

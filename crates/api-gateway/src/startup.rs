@@ -47,7 +47,7 @@ impl Application {
         let address = config.server.socket_addr();
         let listener = TcpListener::bind(address).map_err(|source| StartupError::Bind { address, source })?;
         let tokens = TokenKeys::new(&config.jwt_secret, config.jwt_lifetime);
-        Self::serve(AppState::new(db, redis, tokens), listener)
+        Self::serve(AppState::new(db, redis, tokens).with_limits(config.limits), listener)
     }
 
     /// Serves the API with the given state on an already bound listener.

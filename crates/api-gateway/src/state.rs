@@ -3,6 +3,7 @@ use shared::redis::RedisHandle;
 use sqlx::PgPool;
 
 use crate::auth::TokenKeys;
+use crate::rate_limit::RateLimits;
 
 /// What every request handler can reach. Cheap to clone: everything inside is shared.
 #[derive(Clone)]
@@ -11,10 +12,16 @@ pub struct AppState {
     pub redis: RedisHandle,
     pub metrics: PrometheusHandle,
     pub tokens: TokenKeys,
+    pub limits: RateLimits,
 }
 
 impl AppState {
     pub fn new(db: PgPool, redis: RedisHandle, tokens: TokenKeys) -> Self {
-        Self { db, redis, metrics: shared::metrics::prometheus(), tokens }
+        Self { db, redis, metrics: shared::metrics::prometheus(), tokens, limits: RateLimits::default() }
+    }
+
+    pub fn with_limits(mut self, limits: RateLimits) -> Self {
+        self.limits = limits;
+        self
     }
 }

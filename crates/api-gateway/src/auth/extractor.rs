@@ -8,6 +8,7 @@ use shared::domain::UserId;
 
 use super::api_keys::{KEY_PREFIX, digest};
 use crate::error::ApiError;
+use crate::rate_limit;
 use crate::state::AppState;
 
 /// The authenticated user of a request (`Authorization: Bearer <login token or API key>`). Taking it as a
@@ -34,20 +35,23 @@ impl FromRequest for AuthUser {
                 .map(str::trim)
                 .filter(|t| !t.is_empty())
                 .ok_or_else(|| unauthorized("the Authorization header must be Bearer <token>"))?;
-            if token.starts_with(KEY_PREFIX) {
-                return match shared::store::api_keys::authenticate(&state.db, &digest(token)).await {
-                    Ok(Some(user)) => Ok(AuthUser(user)),
-                    Ok(None) => Err(unauthorized("invalid or revoked API key")),
-                    Err(err) => Err(ApiError::internal(&err)),
-                };
-            }
-            let user = state.tokens.verify(token).ok_or_else(|| unauthorized("invalid or expired token"))?;
-            // A token outlives nothing: the user must still exist.
-            match shared::store::users::get(&state.db, user).await {
-                Ok(Some(_)) => Ok(AuthUser(user)),
-                Ok(None) => Err(unauthorized("invalid or expired token")),
-                Err(err) => Err(ApiError::internal(&err)),
-            }
+            let user = if token.starts_with(KEY_PREFIX) {
+                match shared::store::api_keys::authenticate(&state.db, &digest(token)).await {
+                    Ok(Some(user)) => user,
+                    Ok(None) => return Err(unauthorized("invalid or revoked API key")),
+                    Err(err) => return Err(ApiError::internal(&err)),
+                }
+            } else {
+                let user = state.tokens.verify(token).ok_or_else(|| unauthorized("invalid or expired token"))?;
+                // A token outlives nothing: the user must still exist.
+                match shared::store::users::get(&state.db, user).await {
+                    Ok(Some(_)) => user,
+                    Ok(None) => return Err(unauthorized("invalid or expired token")),
+                    Err(err) => return Err(ApiError::internal(&err)),
+                }
+            };
+            rate_limit::check(&state, "user", &user.to_string(), state.limits.per_minute).await?;
+            Ok(AuthUser(user))
         })
     }
 }

@@ -1,11 +1,12 @@
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use shared::domain::UserId;
 use shared::store::users;
 
 use crate::auth::{AuthUser, hash_password, verify_password};
 use crate::error::{ApiError, ErrorDetail};
+use crate::rate_limit;
 use crate::state::AppState;
 
 const MIN_PASSWORD_CHARS: usize = 8;
@@ -39,8 +40,20 @@ fn plausible_email(email: &str) -> bool {
         && !email.chars().any(char::is_whitespace)
 }
 
+/// Register and login are limited per client address (the peer, not a forwarded header a
+/// client could forge).
+async fn limit_by_address(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
+    let address = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_else(|| "unknown".to_owned());
+    rate_limit::check(state, "auth", &address, state.limits.auth_per_minute).await
+}
+
 /// `POST /api/v1/auth/register`
-pub async fn register(state: web::Data<AppState>, body: web::Json<Credentials>) -> Result<HttpResponse, ApiError> {
+pub async fn register(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<Credentials>,
+) -> Result<HttpResponse, ApiError> {
+    limit_by_address(&state, &req).await?;
     let Credentials { email, password } = body.into_inner();
     let email = email.trim().to_owned();
     if !plausible_email(&email) {
@@ -73,7 +86,12 @@ struct TokenView {
 
 /// `POST /api/v1/auth/login`: a token for valid credentials; 401 without saying which part
 /// was wrong.
-pub async fn login(state: web::Data<AppState>, body: web::Json<Credentials>) -> Result<HttpResponse, ApiError> {
+pub async fn login(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<Credentials>,
+) -> Result<HttpResponse, ApiError> {
+    limit_by_address(&state, &req).await?;
     let Credentials { email, password } = body.into_inner();
     let user = users::find_by_email(&state.db, email.trim()).await.map_err(|e| ApiError::internal(&e))?;
     let wrong = || ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "wrong email or password");
