@@ -18,6 +18,8 @@ pub struct GatewayConfig {
     /// How long a login token is valid (`JWT_EXPIRY_SECS`).
     pub jwt_lifetime: Duration,
     pub limits: RateLimits,
+    /// Browser origins allowed to call the API (`CORS_ORIGINS`); none by default.
+    pub cors_origins: Vec<String>,
 }
 
 impl GatewayConfig {
@@ -34,6 +36,15 @@ impl GatewayConfig {
                 "a random string that signs login tokens; `make run` generates one for local use",
                 &mut problems,
             ),
+            cors_origins: env
+                .get("CORS_ORIGINS")
+                .map(|raw| {
+                    raw.split(',')
+                        .map(|o| o.trim().trim_end_matches('/').to_owned())
+                        .filter(|o| !o.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
             limits: RateLimits {
                 auth_per_minute: env
                     .parsed("RATE_LIMIT_AUTH_PER_MINUTE", 10u32, "a whole number of requests", &mut problems)

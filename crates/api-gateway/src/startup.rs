@@ -31,6 +31,19 @@ pub enum StartupError {
     },
 }
 
+/// Cross-origin requests from the configured origins only.
+fn cors(origins: &[String]) -> actix_cors::Cors {
+    let mut cors = actix_cors::Cors::default()
+        .allowed_methods(["GET", "POST", "PUT", "PATCH", "DELETE"])
+        .allowed_headers(["authorization", "content-type", "x-request-id"])
+        .expose_headers(["x-request-id", "retry-after"])
+        .max_age(3600);
+    for origin in origins {
+        cors = cors.allowed_origin(origin);
+    }
+    cors
+}
+
 /// A bound, not yet running, HTTP server.
 pub struct Application {
     server: Server,
@@ -47,7 +60,8 @@ impl Application {
         let address = config.server.socket_addr();
         let listener = TcpListener::bind(address).map_err(|source| StartupError::Bind { address, source })?;
         let tokens = TokenKeys::new(&config.jwt_secret, config.jwt_lifetime);
-        Self::serve(AppState::new(db, redis, tokens).with_limits(config.limits), listener)
+        let state = AppState::new(db, redis, tokens).with_limits(config.limits).with_cors_origins(config.cors_origins);
+        Self::serve(state, listener)
     }
 
     /// Serves the API with the given state on an already bound listener.
@@ -55,9 +69,11 @@ impl Application {
         let address = listener
             .local_addr()
             .map_err(|source| StartupError::Bind { address: SocketAddr::from(([0, 0, 0, 0], 0)), source })?;
+        let origins = state.cors_origins.clone();
         let data = web::Data::new(state);
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(cors(&origins))
                 .wrap(from_fn(request_span))
                 .app_data(data.clone())
                 .app_data(json_config())

@@ -13,11 +13,25 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     pub tokens: TokenKeys,
     pub limits: RateLimits,
+    /// Browser origins allowed by CORS.
+    pub cors_origins: Vec<String>,
 }
 
 impl AppState {
     pub fn new(db: PgPool, redis: RedisHandle, tokens: TokenKeys) -> Self {
-        Self { db, redis, metrics: shared::metrics::prometheus(), tokens, limits: RateLimits::default() }
+        Self {
+            db,
+            redis,
+            metrics: shared::metrics::prometheus(),
+            tokens,
+            limits: RateLimits::default(),
+            cors_origins: Vec::new(),
+        }
+    }
+
+    pub fn with_cors_origins(mut self, origins: Vec<String>) -> Self {
+        self.cors_origins = origins;
+        self
     }
 
     pub fn with_limits(mut self, limits: RateLimits) -> Self {
