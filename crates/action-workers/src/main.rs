@@ -1,24 +1,12 @@
 use std::process::ExitCode;
 
 use action_workers::WorkerConfig;
-use shared::config::Env;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let env = match Env::load() {
-        Ok(env) => env,
-        Err(err) => {
-            eprintln!("action-workers: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    shared::telemetry::init_telemetry(&env.log_filter(), env.json_logs());
-    let config = match WorkerConfig::from_env(&env) {
+    let config = match shared::startup::configure("action-workers", WorkerConfig::from_env) {
         Ok(config) => config,
-        Err(err) => {
-            eprintln!("action-workers: {err}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     action_workers::install_tls_provider();
     let (pool, redis) = match shared::startup::connect(&config.database, &config.redis, config.metrics_addr).await {

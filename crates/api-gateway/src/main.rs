@@ -1,29 +1,17 @@
 use std::process::ExitCode;
 
 use api_gateway::{Application, GatewayConfig};
-use shared::config::Env;
 
 #[actix_web::main]
 async fn main() -> ExitCode {
-    let env = match Env::load() {
-        Ok(env) => env,
-        Err(err) => {
-            eprintln!("api-gateway: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    shared::telemetry::init_telemetry(&env.log_filter(), env.json_logs());
-    let config = match GatewayConfig::from_env(&env) {
+    let config = match shared::startup::configure("api-gateway", GatewayConfig::from_env) {
         Ok(config) => config,
-        Err(err) => {
-            eprintln!("api-gateway: {err}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let app = match Application::build(config).await {
         Ok(app) => app,
         Err(err) => {
-            tracing::error!(error = %anyhow::Error::from(err), "api-gateway cannot start");
+            tracing::error!(error = %shared::startup::error_chain(&err), "api-gateway cannot start");
             return ExitCode::FAILURE;
         }
     };

@@ -1,24 +1,12 @@
 use std::process::ExitCode;
 
 use event_processor::ProcessorConfig;
-use shared::config::Env;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let env = match Env::load() {
-        Ok(env) => env,
-        Err(err) => {
-            eprintln!("event-processor: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    shared::telemetry::init_telemetry(&env.log_filter(), env.json_logs());
-    let config = match ProcessorConfig::from_env(&env) {
+    let config = match shared::startup::configure("event-processor", ProcessorConfig::from_env) {
         Ok(config) => config,
-        Err(err) => {
-            eprintln!("event-processor: {err}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let (pool, redis) = match shared::startup::connect(&config.database, &config.redis, config.metrics_addr).await {
         Ok(connections) => connections,

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use sqlx::PgPool;
 
-use crate::config::{DatabaseConfig, RedisConfig};
+use crate::config::{ConfigError, DatabaseConfig, Env, RedisConfig};
 use crate::redis::RedisHandle;
 
 #[derive(Debug, thiserror::Error)]
@@ -13,6 +13,24 @@ pub enum StartError {
     Database(#[from] crate::db::DbStartError),
     #[error("invalid Redis configuration")]
     Redis(#[from] crate::redis::RedisError),
+}
+
+/// Reads the environment (and `.env`), sets up telemetry, and reads the service's
+/// configuration with `parse`. On a bad configuration, prints one message naming every
+/// problem and gives back the exit code to return.
+pub fn configure<T>(
+    service: &str,
+    parse: impl FnOnce(&Env) -> Result<T, ConfigError>,
+) -> Result<T, std::process::ExitCode> {
+    let env = Env::load().map_err(|err| {
+        eprintln!("{service}: {err}");
+        std::process::ExitCode::FAILURE
+    })?;
+    crate::telemetry::init_telemetry(&env.log_filter(), env.json_logs());
+    parse(&env).map_err(|err| {
+        eprintln!("{service}: {err}");
+        std::process::ExitCode::FAILURE
+    })
 }
 
 /// Connects to PostgreSQL (applying migrations), prepares the Redis connection (made on
