@@ -37,7 +37,10 @@ async fn attempts_dead_jobs_replay_and_breaker_reset_belong_to_their_owner() {
     shared::store::events::insert(&mut conn, &[feedback(1, 0, 1, 1, 0, "a")]).await.unwrap();
     let mut processor = event_processor::Processor::new(db.pool.clone(), event_processor::Settings::default());
     processor.refresh_triggers().await.unwrap();
+    // Other tests' open transactions on the server may hold the event back for a moment.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while processor.catch_up().await.unwrap().jobs == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the processor never fired the trigger");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // A worker gave up on it and opened the breaker.
