@@ -7,7 +7,6 @@ pub mod mcp;
 pub mod outcome;
 pub mod queue;
 pub mod record;
-pub mod render;
 pub mod signing;
 pub mod ssrf;
 pub mod telegram;

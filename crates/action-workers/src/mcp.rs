@@ -13,13 +13,12 @@ use rmcp::service::{RoleClient, RunningService, ServiceError};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, json};
 use shared::job::Job;
 use shared::trigger::McpAction;
 use tokio::sync::Mutex;
 
 use crate::outcome::{Attempt, Verdict};
-use crate::render::{Escape, context, render};
 use crate::ssrf::AddressPolicy;
 use crate::webhook::EXCERPT_BYTES;
 
@@ -50,9 +49,9 @@ impl McpClients {
         {
             return Attempt::failed(Verdict::Permanent, refused.to_string());
         }
-        let arguments = match render_arguments(job, &action.arguments) {
+        let arguments = match shared::render::mcp_arguments(job, &action.arguments) {
             Ok(arguments) => arguments,
-            Err(error) => return Attempt::failed(Verdict::Permanent, error),
+            Err(error) => return Attempt::failed(Verdict::Permanent, error.to_string()),
         };
         let started = Instant::now();
         let session = match self.session(&action.server_url, headers).await {
@@ -160,25 +159,4 @@ fn session_key(url: &str, headers: &BTreeMap<String, SecretString>) -> String {
     }
     let hash: String = digest.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
     format!("{url}#{hash}")
-}
-
-/// Every string in the arguments is a template, rendered with the job's context.
-fn render_arguments(job: &Job, arguments: &Map<String, Value>) -> Result<Map<String, Value>, String> {
-    let context = context(job);
-    fn walk(value: &Value, context: &Value) -> Result<Value, String> {
-        Ok(match value {
-            Value::String(source) => {
-                Value::String(render(Escape::Plain, source, context).map_err(|e| format!("an argument {e}"))?)
-            }
-            Value::Array(items) => Value::Array(items.iter().map(|v| walk(v, context)).collect::<Result<_, _>>()?),
-            Value::Object(map) => Value::Object(
-                map.iter().map(|(k, v)| Ok((k.clone(), walk(v, context)?))).collect::<Result<_, String>>()?,
-            ),
-            other => other.clone(),
-        })
-    }
-    match walk(&Value::Object(arguments.clone()), &context)? {
-        Value::Object(map) => Ok(map),
-        _ => Ok(Map::new()),
-    }
 }

@@ -8,60 +8,12 @@ use redis::AsyncCommands;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use shared::job::Job;
 use shared::redis::RedisHandle;
 use shared::trigger::{ParseMode, TelegramAction};
 
 use crate::outcome::{Attempt, Verdict};
-use crate::render::{Escape, context, render};
-pub use crate::render::{escape_html, escape_markdown_v2};
 
-/// Telegram's limit on one message, in characters.
-pub const MAX_MESSAGE_CHARS: usize = 4096;
 const PER_BOT_PER_SECOND: i64 = 30;
-
-const DEFAULT_TEMPLATE: &str = "{{ trigger.name }}: {{ event.event_type }} for agent {{ event.agent_id }} on {{ chain.name }}\
-{% if event.value is defined %}, value {{ event.value }}{% endif %}\
-{% if event.tag1 %} ({{ event.tag1 }}){% endif %} at block {{ event.block_number }}";
-
-/// Renders the message: inserted values are escaped for the parse mode, the template's own
-/// markup is kept.
-pub fn render_message(job: &Job, action: &TelegramAction) -> Result<String, String> {
-    let escape = match action.parse_mode {
-        ParseMode::Html => Escape::Html,
-        ParseMode::MarkdownV2 => Escape::MarkdownV2,
-        ParseMode::Plain => Escape::Plain,
-    };
-    let source = action.template.as_deref().unwrap_or(DEFAULT_TEMPLATE);
-    let text = render(escape, source, &context(job)).map_err(|e| e.to_string())?;
-    Ok(truncate(&text, action.parse_mode))
-}
-
-/// Cuts a message to Telegram's limit without leaving half an escape, entity or tag.
-pub fn truncate(text: &str, mode: ParseMode) -> String {
-    if text.chars().count() <= MAX_MESSAGE_CHARS {
-        return text.to_owned();
-    }
-    let mut cut: String = text.chars().take(MAX_MESSAGE_CHARS - 1).collect();
-    match mode {
-        ParseMode::Html => {
-            if let Some(open) = cut.rfind(['<', '&'])
-                && !cut[open..].contains(['>', ';'])
-            {
-                cut.truncate(open);
-            }
-        }
-        ParseMode::MarkdownV2 => {
-            let trailing = cut.chars().rev().take_while(|c| *c == '\\').count();
-            if trailing % 2 == 1 {
-                cut.pop();
-            }
-        }
-        ParseMode::Plain => {}
-    }
-    cut.push('…');
-    cut
-}
 
 #[derive(Clone)]
 pub struct TelegramClient {
@@ -160,33 +112,4 @@ impl TelegramClient {
 fn hex_digest(text: &str) -> String {
     let digest = Sha256::digest(text.as_bytes());
     digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn markdown_v2_escapes_every_special_character() {
-        assert_eq!(escape_markdown_v2("_*[]()~`>#+-=|{}.!"), "\\_\\*\\[\\]\\(\\)\\~\\`\\>\\#\\+\\-\\=\\|\\{\\}\\.\\!");
-        assert_eq!(escape_markdown_v2("a\\b"), "a\\\\b");
-    }
-
-    #[test]
-    fn html_escapes_markup() {
-        assert_eq!(escape_html("<b>&\"x\""), "&lt;b&gt;&amp;&quot;x&quot;");
-    }
-
-    #[test]
-    fn long_messages_are_cut_cleanly() {
-        let html = format!("{}&amp;", "x".repeat(4093));
-        let cut = truncate(&html, ParseMode::Html);
-        assert_eq!(cut.chars().count(), 4094);
-        assert!(cut.ends_with("xxx…"), "no half entity: {}", &cut[cut.len() - 10..]);
-        let md = format!("{}\\.zz", "y".repeat(4094));
-        let cut = truncate(&md, ParseMode::MarkdownV2);
-        assert!(cut.chars().count() <= MAX_MESSAGE_CHARS);
-        assert!(cut.ends_with("y…"), "no dangling backslash");
-        assert_eq!(truncate("short", ParseMode::Plain), "short");
-    }
 }

@@ -10,9 +10,9 @@ use shared::startup::error_chain;
 use shared::trigger::{HttpMethod, WebhookAction};
 
 use crate::outcome::{Attempt, Verdict};
-use crate::render::webhook_body;
 use crate::signing::sign;
 use crate::ssrf::AddressPolicy;
+use shared::render::webhook_body;
 
 /// Bytes of a response kept in the delivery log.
 pub const EXCERPT_BYTES: usize = 4 * 1024;

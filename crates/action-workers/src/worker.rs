@@ -19,7 +19,7 @@ use crate::mcp::McpClients;
 use crate::outcome::{Attempt, Verdict};
 use crate::queue::{Message, Queue};
 use crate::record::{self, After, Recorded};
-use crate::telegram::{Pace, TelegramClient, render_message};
+use crate::telegram::{Pace, TelegramClient};
 use crate::webhook::WebhookClient;
 
 #[derive(Debug, thiserror::Error)]
@@ -225,9 +225,9 @@ impl Worker {
                         "no bot token: set TELEGRAM_BOT_TOKEN or the action's bot_token",
                     )));
                 };
-                let text = match render_message(job, &telegram) {
+                let text = match shared::render::telegram_message(job, &telegram) {
                     Ok(text) => text,
-                    Err(error) => return Ok(Step::Attempted(Attempt::failed(Verdict::Permanent, error))),
+                    Err(error) => return Ok(Step::Attempted(Attempt::failed(Verdict::Permanent, error.to_string()))),
                 };
                 if let Pace::Wait(wait) = self.telegram.pace(token, &telegram.chat_id).await? {
                     return Ok(Step::Hold(wait));

@@ -9,11 +9,11 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use action_workers::telegram::escape_markdown_v2;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use common::Bench;
 use secrecy::SecretString;
 use serde_json::{Value, json};
+use shared::render::escape_markdown_v2;
 use testkit::fixtures::feedback;
 use testkit::wait;
 

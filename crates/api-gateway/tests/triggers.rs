@@ -188,3 +188,38 @@ async fn replacing_a_trigger_keeps_matching_actions_and_their_secrets() {
     let invalid = alice.send(Method::PUT, &path, Some(json!({"name": "x", "actions": []}))).await;
     assert_eq!(invalid.status(), 400);
 }
+
+#[tokio::test]
+async fn a_webhook_secret_rotates_and_only_the_owner_can_rotate_it() {
+    let (db, app) = gateway().await;
+    let alice = user(&app, "alice@example.com").await;
+    let bob = user(&app, "bob@example.com").await;
+    let created = create(&alice, example()).await;
+    let id = created["id"].as_str().unwrap();
+    let telegram = created["actions"][0]["id"].as_str().unwrap();
+    let webhook = created["actions"][1]["id"].as_str().unwrap();
+    let old = created["actions"][1]["signing_secret"].as_str().unwrap().to_owned();
+    let rotate = |action: &str| format!("/api/v1/triggers/{id}/actions/{action}/secret/rotate");
+
+    assert_eq!(bob.send(Method::POST, &rotate(webhook), None).await.status(), 404);
+    let refused = alice.send(Method::POST, &rotate(telegram), None).await;
+    assert_eq!(refused.status(), 422);
+    let refused: Value = refused.json().await.unwrap();
+    assert_eq!(refused["error"]["code"], "not_a_webhook");
+    assert_eq!(alice.send(Method::POST, &rotate("not-an-id"), None).await.status(), 404);
+
+    let rotated = alice.send(Method::POST, &rotate(webhook), None).await;
+    assert_eq!(rotated.status(), 200);
+    let rotated: Value = rotated.json().await.unwrap();
+    let new = rotated["signing_secret"].as_str().unwrap();
+    assert!(new.starts_with("whsec_") && new != old, "{rotated}");
+    assert_eq!(rotated["action_id"], webhook);
+    let stored: Value = sqlx::query_scalar("SELECT secrets FROM trigger_actions WHERE id = $1::uuid")
+        .bind(webhook)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored["signing_secret"], new, "workers sign with the new secret from now on");
+    let read: Value = alice.send(Method::GET, &format!("/api/v1/triggers/{id}"), None).await.json().await.unwrap();
+    assert!(!read.to_string().contains(new), "the new secret is shown once");
+}

@@ -56,6 +56,89 @@ pub fn agent_key(event: &StoredEvent) -> String {
     format!("{}:{}", event.event.log.chain_id, event.event.agent_id)
 }
 
+/// What one trigger makes of one in-scope event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// The condition does not hold.
+    NoMatch,
+    /// The condition holds, but the event is older than the trigger (or its last enabling).
+    BeforeHistory,
+    /// The condition holds, but the trigger fired for this agent too recently.
+    CoolingDown,
+    Fires,
+}
+
+/// Whether an event that already fed a state (by its id) feeds it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feeding {
+    /// Every event feeds: the processor's case, where each event is seen once.
+    Always,
+    /// A stored event that a state has already seen does not feed it twice: a preview of an
+    /// event the processor already handled.
+    UnlessSeen,
+}
+
+/// Updates `trigger`'s aggregates with `event`, then decides: the aggregate values (in
+/// the rule's order) and the verdict. Changes only the caches.
+pub fn assess(
+    event: &StoredEvent,
+    trigger: &LoadedTrigger,
+    states: &mut StateCache,
+    cooldowns: &mut CooldownCache,
+    max_window_entries: usize,
+    feeding: Feeding,
+) -> (Vec<Option<shared::domain::Decimal>>, Verdict) {
+    let at = event.event.log.block_timestamp.timestamp();
+    // Every aggregate is updated before the condition is evaluated, fire or not.
+    let mut values = Vec::with_capacity(trigger.rule.aggregates.len());
+    for aggregate in &trigger.rule.aggregates {
+        let key = (trigger.id, aggregate.id.clone(), aggregate.per.key(event));
+        let entry = states.entry(key, &aggregate.kind, trigger.version);
+        let seen = feeding == Feeding::UnlessSeen && event.id.0 > 0 && entry.last_event_id >= event.id.0;
+        if aggregate.feeds(event) && !seen {
+            let sample = aggregate.kind.field().and_then(|f| f.read_number(event));
+            entry.state.update(&aggregate.kind, sample, at, max_window_entries);
+            entry.last_event_id = event.id.0;
+            entry.trigger_version = trigger.version;
+            entry.dirty = true;
+        }
+        values.push(entry.state.value(aggregate, at));
+    }
+    if !trigger.rule.condition_holds(event, &values) {
+        return (values, Verdict::NoMatch);
+    }
+    // History: events from before the trigger existed (or was enabled) never fire it.
+    if event.event.log.block_timestamp < trigger.fires_from {
+        return (values, Verdict::BeforeHistory);
+    }
+    if trigger.cooldown_secs > 0
+        && !cooldowns.admit(
+            (trigger.id, agent_key(event)),
+            trigger.cooldown_secs,
+            event.event.log.block_timestamp,
+            event.id.0,
+        )
+    {
+        return (values, Verdict::CoolingDown);
+    }
+    (values, Verdict::Fires)
+}
+
+/// The aggregates as templates see them: by display name.
+pub fn shown(trigger: &LoadedTrigger, values: &[Option<shared::domain::Decimal>]) -> Aggregates {
+    trigger
+        .rule
+        .aggregates
+        .iter()
+        .zip(values)
+        .map(|(aggregate, value)| (aggregate.display_name(), value.clone()))
+        .collect()
+}
+
+/// Aggregate values by display name.
+pub type Aggregates = BTreeMap<String, Option<shared::domain::Decimal>>;
+
 /// Evaluates `event` against `triggers`, the ones its scope matches (from [`plan`]).
 pub fn evaluate(
     event: &StoredEvent,
@@ -65,50 +148,18 @@ pub fn evaluate(
     max_window_entries: usize,
     decisions: &mut Decisions,
 ) {
-    let at = event.event.log.block_timestamp.timestamp();
     for trigger in triggers {
-        // Every aggregate is updated before the condition is evaluated, fire or not.
-        let mut values = Vec::with_capacity(trigger.rule.aggregates.len());
-        for aggregate in &trigger.rule.aggregates {
-            let key = (trigger.id, aggregate.id.clone(), aggregate.per.key(event));
-            let entry = states.entry(key, &aggregate.kind, trigger.version);
-            if aggregate.feeds(event) {
-                let sample = aggregate.kind.field().and_then(|f| f.read_number(event));
-                entry.state.update(&aggregate.kind, sample, at, max_window_entries);
-                entry.last_event_id = event.id.0;
-                entry.trigger_version = trigger.version;
-                entry.dirty = true;
+        let (values, verdict) = assess(event, trigger, states, cooldowns, max_window_entries, Feeding::Always);
+        match verdict {
+            Verdict::NoMatch | Verdict::BeforeHistory => {}
+            Verdict::CoolingDown => decisions.suppressed += 1,
+            Verdict::Fires => {
+                let shown = shown(trigger, &values);
+                for action in &trigger.actions {
+                    decisions.outbox.push(OutboxRow::new(trigger, action, event, shown.clone()));
+                }
+                decisions.fires += 1;
             }
-            values.push(entry.state.value(aggregate, at));
         }
-        if !trigger.rule.condition_holds(event, &values) {
-            continue;
-        }
-        // History: events from before the trigger existed (or was enabled) never fire it.
-        if event.event.log.block_timestamp < trigger.fires_from {
-            continue;
-        }
-        if trigger.cooldown_secs > 0
-            && !cooldowns.admit(
-                (trigger.id, agent_key(event)),
-                trigger.cooldown_secs,
-                event.event.log.block_timestamp,
-                event.id.0,
-            )
-        {
-            decisions.suppressed += 1;
-            continue;
-        }
-        let shown: BTreeMap<String, _> = trigger
-            .rule
-            .aggregates
-            .iter()
-            .zip(&values)
-            .map(|(aggregate, value)| (aggregate.display_name(), value.clone()))
-            .collect();
-        for action in &trigger.actions {
-            decisions.outbox.push(OutboxRow::new(trigger, action, event, shown.clone()));
-        }
-        decisions.fires += 1;
     }
 }

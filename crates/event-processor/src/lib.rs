@@ -8,6 +8,7 @@ pub mod cursor;
 pub mod evaluate;
 pub mod matcher;
 pub mod outbox;
+pub mod preview;
 pub mod processor;
 pub mod relay;
 pub mod service;

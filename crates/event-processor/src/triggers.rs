@@ -53,6 +53,34 @@ impl TriggerRow {
     }
 }
 
+const SELECT_TRIGGERS: &str =
+    "SELECT t.id, t.user_id, t.name, t.version, t.scope, t.condition, t.cooldown_secs, t.fires_from,
+            COALESCE(jsonb_agg(jsonb_build_object('id', a.id, 'kind', a.kind, 'config', a.config)
+                               ORDER BY a.position) FILTER (WHERE a.id IS NOT NULL), '[]'::jsonb) AS actions
+     FROM triggers t LEFT JOIN trigger_actions a ON a.trigger_id = t.id";
+
+/// Why a single trigger could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error("the stored trigger does not parse: {0}")]
+    Unreadable(String),
+}
+
+/// One of `user`'s triggers as the processor would evaluate it, enabled or not; `None` when
+/// the user has no such trigger.
+pub async fn load(pool: &PgPool, user: UserId, id: TriggerId) -> Result<Option<LoadedTrigger>, LoadError> {
+    let row: Option<TriggerRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{SELECT_TRIGGERS} WHERE t.id = $1 AND t.user_id = $2 GROUP BY t.id"
+    )))
+    .bind(id)
+    .bind(user)
+    .fetch_optional(pool)
+    .await?;
+    row.map(|row| row.parse().map_err(LoadError::Unreadable)).transpose()
+}
+
 /// The set of enabled triggers by id.
 #[derive(Default)]
 pub struct TriggerSet {
@@ -117,14 +145,9 @@ impl TriggerSet {
         if stale.is_empty() {
             return Ok(refresh);
         }
-        let rows: Vec<TriggerRow> = sqlx::query_as(
-            "SELECT t.id, t.user_id, t.name, t.version, t.scope, t.condition, t.cooldown_secs, t.fires_from,
-                    COALESCE(jsonb_agg(jsonb_build_object('id', a.id, 'kind', a.kind, 'config', a.config)
-                                       ORDER BY a.position) FILTER (WHERE a.id IS NOT NULL), '[]'::jsonb) AS actions
-             FROM triggers t LEFT JOIN trigger_actions a ON a.trigger_id = t.id
-             WHERE t.enabled AND t.id = ANY($1)
-             GROUP BY t.id",
-        )
+        let rows: Vec<TriggerRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "{SELECT_TRIGGERS} WHERE t.enabled AND t.id = ANY($1) GROUP BY t.id"
+        )))
         .bind(&stale)
         .fetch_all(pool)
         .await?;

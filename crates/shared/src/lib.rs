@@ -8,6 +8,7 @@ pub mod job;
 pub mod metrics;
 pub mod metrics_server;
 pub mod redis;
+pub mod render;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -1,7 +1,7 @@
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
-use shared::domain::{ActionId, JobId, TriggerId};
+use shared::domain::{JobId, TriggerId};
 use shared::store::{deliveries, jobs, triggers};
 
 use crate::auth::AuthUser;
@@ -75,24 +75,6 @@ pub async fn replay(
     let mut conn = state.db.acquire().await.map_err(|e| ApiError::internal(&e))?;
     if jobs::replay(&mut conn, user.0, job).await.map_err(|e| ApiError::internal(&e))? {
         Ok(HttpResponse::Accepted().json(json!({"job_id": job, "status": "pending"})))
-    } else {
-        Err(missing())
-    }
-}
-
-/// `POST /api/v1/triggers/{id}/actions/{action_id}/breaker/reset`
-pub async fn reset_breaker(
-    state: web::Data<AppState>,
-    user: AuthUser,
-    path: web::Path<(String, String)>,
-) -> Result<HttpResponse, ApiError> {
-    let missing = || ApiError::not_found("no such action");
-    let (trigger, action) = path.into_inner();
-    let trigger: TriggerId = trigger.parse().map_err(|_| missing())?;
-    let action: ActionId = action.parse().map_err(|_| missing())?;
-    let mut conn = state.db.acquire().await.map_err(|e| ApiError::internal(&e))?;
-    if triggers::reset_breaker(&mut conn, user.0, trigger, action).await.map_err(|e| ApiError::internal(&e))? {
-        Ok(HttpResponse::NoContent().finish())
     } else {
         Err(missing())
     }

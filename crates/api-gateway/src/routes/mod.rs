@@ -1,3 +1,4 @@
+mod actions;
 mod api_keys;
 mod auth;
 mod deliveries;
@@ -5,6 +6,7 @@ mod events;
 mod health;
 mod metrics;
 mod pagination;
+mod trigger_test;
 mod triggers;
 
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
@@ -30,8 +32,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/triggers/{id}", web::put().to(triggers::replace))
             .route("/triggers/{id}", web::patch().to(triggers::patch))
             .route("/triggers/{id}", web::delete().to(triggers::delete))
+            .route("/triggers/{id}/test", web::post().to(trigger_test::test))
             .route("/triggers/{id}/deliveries", web::get().to(deliveries::for_trigger))
-            .route("/triggers/{id}/actions/{action_id}/breaker/reset", web::post().to(deliveries::reset_breaker))
+            .route("/triggers/{id}/actions/{action_id}/breaker/reset", web::post().to(actions::reset_breaker))
+            .route("/triggers/{id}/actions/{action_id}/secret/rotate", web::post().to(actions::rotate_secret))
             .route("/deliveries", web::get().to(deliveries::by_status))
             .route("/deliveries/{id}/replay", web::post().to(deliveries::replay)),
     )

@@ -6,7 +6,7 @@ use serde_json::Value;
 use sqlx::{Connection, PgConnection};
 
 use crate::domain::{ActionId, TriggerId, UserId};
-use crate::trigger::{Action, TriggerDefinition};
+use crate::trigger::{Action, ActionKind, TriggerDefinition};
 
 /// Creates a trigger with its actions, in one transaction (a savepoint inside the caller's),
 /// returning their ids in order. `fires_from` defaults to the moment of creation: events
@@ -147,6 +147,58 @@ pub fn new_signing_secret() -> String {
     format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(key))
 }
 
+/// What rotating an action's signing secret did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotation {
+    /// The new secret: shown once, used for every request signed from now on.
+    Rotated(String),
+    /// The action exists but is not a webhook: it has no signing secret.
+    NotWebhook,
+    /// The user has no such action on that trigger.
+    Missing,
+}
+
+/// The kind of one of the user's actions on that trigger, `None` when there is no such action.
+async fn owned_action_kind(
+    conn: &mut PgConnection,
+    user: UserId,
+    trigger: TriggerId,
+    action: ActionId,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT a.kind FROM trigger_actions a JOIN triggers t ON t.id = a.trigger_id
+         WHERE a.id = $3 AND t.id = $2 AND t.user_id = $1",
+    )
+    .bind(user)
+    .bind(trigger)
+    .bind(action)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Gives one of the user's webhook actions a new signing secret.
+pub async fn rotate_signing_secret(
+    conn: &mut PgConnection,
+    user: UserId,
+    trigger: TriggerId,
+    action: ActionId,
+) -> Result<Rotation, sqlx::Error> {
+    match owned_action_kind(conn, user, trigger, action).await?.as_deref() {
+        None => return Ok(Rotation::Missing),
+        Some(kind) if kind != ActionKind::Webhook.as_str() => return Ok(Rotation::NotWebhook),
+        Some(_) => {}
+    }
+    let secret = new_signing_secret();
+    sqlx::query(
+        "UPDATE trigger_actions SET secrets = secrets || jsonb_build_object('signing_secret', $2::text) WHERE id = $1",
+    )
+    .bind(action)
+    .bind(&secret)
+    .execute(conn)
+    .await?;
+    Ok(Rotation::Rotated(secret))
+}
+
 /// The write-only secrets of one of the user's actions (to show a new signing secret once).
 pub async fn action_secrets(
     conn: &mut PgConnection,
@@ -232,16 +284,7 @@ pub async fn reset_breaker(
     trigger: TriggerId,
     action: ActionId,
 ) -> Result<bool, sqlx::Error> {
-    let owned: Option<i32> = sqlx::query_scalar(
-        "SELECT 1 FROM trigger_actions a JOIN triggers t ON t.id = a.trigger_id
-         WHERE a.id = $3 AND t.id = $2 AND t.user_id = $1",
-    )
-    .bind(user)
-    .bind(trigger)
-    .bind(action)
-    .fetch_optional(&mut *conn)
-    .await?;
-    if owned.is_none() {
+    if owned_action_kind(conn, user, trigger, action).await?.is_none() {
         return Ok(false);
     }
     sqlx::query(

@@ -262,7 +262,10 @@ fn telegram(object: &Map<String, Value>, path: &Path, errors: &mut Errors) -> Op
         Some(Value::String(token)) if is_bot_token(token) => Some(SecretString::from(token.clone())),
         Some(_) => {
             // Never echo what was sent: it may be a real token with a typo.
-            errors.add(&path.key("bot_token"), "expected a Telegram bot token (<digits>:<letters, digits, _ or ->)");
+            errors.add(
+                &path.key("bot_token"),
+                "expected a Telegram bot token (<digits>:<20 to 100 letters, digits, _ or ->)",
+            );
             None
         }
     };

@@ -1,11 +1,16 @@
-//! The template context of SPEC 3 and the rendering of webhook bodies.
+//! Templates (SPEC 3): the context every action's template sees, compiled once per
+//! process, with inserted values escaped for where they go.
+
+mod actions;
+
+pub use self::actions::{MAX_MESSAGE_CHARS, mcp_arguments, telegram_message, truncate};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use crate::job::Job;
 use minijinja::{AutoEscape, Environment, Output, State};
 use serde_json::{Value, json};
-use shared::job::Job;
 
 #[derive(Debug, thiserror::Error)]
 #[error("the template cannot be rendered: {0}")]

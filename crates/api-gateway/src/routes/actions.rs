@@ -1,0 +1,62 @@
+//! What a user can do to one action of a trigger: reset its circuit breaker, rotate its
+//! signing secret.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use serde_json::json;
+use shared::domain::{ActionId, TriggerId};
+use shared::store::triggers::{self, Rotation};
+
+use crate::auth::AuthUser;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+fn missing() -> ApiError {
+    ApiError::not_found("no such action")
+}
+
+fn ids(path: web::Path<(String, String)>) -> Result<(TriggerId, ActionId), ApiError> {
+    let (trigger, action) = path.into_inner();
+    Ok((trigger.parse().map_err(|_| missing())?, action.parse().map_err(|_| missing())?))
+}
+
+/// `POST /api/v1/triggers/{id}/actions/{action_id}/breaker/reset`
+pub async fn reset_breaker(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (trigger, action) = ids(path)?;
+    let mut conn = state.db.acquire().await.map_err(|e| ApiError::internal(&e))?;
+    if triggers::reset_breaker(&mut conn, user.0, trigger, action).await.map_err(|e| ApiError::internal(&e))? {
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(missing())
+    }
+}
+
+/// `POST /api/v1/triggers/{id}/actions/{action_id}/secret/rotate`: a new signing secret for
+/// a webhook action, shown in this answer only. Every request signed from now on, retries
+/// of earlier jobs included, uses it.
+pub async fn rotate_secret(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (trigger, action) = ids(path)?;
+    let mut conn = state.db.acquire().await.map_err(|e| ApiError::internal(&e))?;
+    match triggers::rotate_signing_secret(&mut conn, user.0, trigger, action)
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+    {
+        Rotation::Rotated(secret) => {
+            Ok(HttpResponse::Ok().json(json!({"action_id": action, "signing_secret": secret})))
+        }
+        Rotation::NotWebhook => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "not_a_webhook",
+            "only webhook actions have a signing secret",
+        )),
+        Rotation::Missing => Err(missing()),
+    }
+}
