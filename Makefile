@@ -1,4 +1,4 @@
-.PHONY: run test migrate services fmt lint
+.PHONY: run test migrate services fmt lint openapi
 
 ## Start PostgreSQL and Redis if needed, build, and run every service in the foreground.
 run:
@@ -20,3 +20,7 @@ fmt:
 
 lint:
 	cargo clippy --workspace --all-targets -- -D warnings
+
+## Write the OpenAPI document generated from the code to docs/openapi.json.
+openapi:
+	cargo run --quiet -p api-gateway --bin openapi > docs/openapi.json

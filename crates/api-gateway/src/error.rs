@@ -5,8 +5,9 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
 /// One fault inside a request body, located by its JSON path.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ErrorDetail {
+    #[schema(example = "condition.all[1].op")]
     pub path: String,
     pub message: String,
 }
@@ -56,8 +57,17 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
-    /// Logs the cause and answers 500 without it.
-    pub fn internal(cause: &dyn std::error::Error) -> Self {
+    /// Logs the cause and answers 500 without it. A value PostgreSQL refuses to store (a NUL
+    /// character, a number out of range: SQLSTATE class 22) came from the request and is
+    /// answered 400 instead.
+    pub fn internal(cause: &(dyn std::error::Error + 'static)) -> Self {
+        if refused_data(cause) {
+            return Self::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_value",
+                "the request holds a value that cannot be stored (for example a NUL character)",
+            );
+        }
         tracing::error!(error = %cause, "request failed");
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "an internal error occurred")
     }
@@ -65,6 +75,20 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         self.code
     }
+}
+
+/// Whether `cause`, or an error under it, is PostgreSQL refusing a value (SQLSTATE 22xxx).
+fn refused_data(cause: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(cause);
+    while let Some(error) = next {
+        if let Some(sqlx::Error::Database(db)) = error.downcast_ref::<sqlx::Error>()
+            && db.code().is_some_and(|code| code.starts_with("22"))
+        {
+            return true;
+        }
+        next = error.source();
+    }
+    false
 }
 
 impl ResponseError for ApiError {

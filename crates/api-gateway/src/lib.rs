@@ -4,6 +4,7 @@
 pub mod auth;
 mod config;
 mod error;
+pub mod openapi;
 pub mod rate_limit;
 mod request_span;
 mod routes;

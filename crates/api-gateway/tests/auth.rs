@@ -129,3 +129,19 @@ async fn wrong_credentials_and_bad_tokens_are_401() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_value_the_database_cannot_store_is_400_not_500() {
+    let db = TestDb::new().await;
+    let app = common::start(&db);
+    let response = app
+        .client
+        .post(format!("{}/api/v1/auth/register", app.base))
+        .json(&json!({"email": "nul\u{0}@example.com", "password": "long enough"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert!(body["error"]["code"].is_string(), "{body}");
+}

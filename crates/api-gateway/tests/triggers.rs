@@ -135,6 +135,7 @@ async fn malformed_triggers_are_400_with_the_path_of_the_fault() {
         (action(json!({"method": "TRACE"})), "actions[0].method"),
         (action(json!({"headers": {"webhook-id": "x"}})), "actions[0].headers.webhook-id"),
         (with("actions", json!([{"type": "carrier-pigeon"}])), "actions[0].type"),
+        (with("description", json!("a\u{0}b")), "description"),
     ];
     for (body, path) in &cases {
         let response = alice.send(Method::POST, "/api/v1/triggers", Some(body.clone())).await;

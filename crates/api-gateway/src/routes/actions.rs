@@ -21,6 +21,17 @@ fn ids(path: web::Path<(String, String)>) -> Result<(TriggerId, ActionId), ApiEr
 }
 
 /// `POST /api/v1/triggers/{id}/actions/{action_id}/breaker/reset`
+#[utoipa::path(
+    post, path = "/api/v1/triggers/{id}/actions/{action_id}/breaker/reset", tag = "triggers", operation_id = "resetBreaker",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "the trigger's id"), ("action_id" = String, Path, description = "the action's id")),
+    responses(
+        (status = 204, description = "the breaker is closed"),
+        (status = 401, description = "no valid token or API key", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "not found (or another user's)", body = crate::openapi::schemas::ErrorBody),
+        (status = 429, description = "rate limited; see Retry-After", body = crate::openapi::schemas::ErrorBody),
+    ),
+)]
 pub async fn reset_breaker(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -38,6 +49,18 @@ pub async fn reset_breaker(
 /// `POST /api/v1/triggers/{id}/actions/{action_id}/secret/rotate`: a new signing secret for
 /// a webhook action, shown in this answer only. Every request signed from now on, retries
 /// of earlier jobs included, uses it.
+#[utoipa::path(
+    post, path = "/api/v1/triggers/{id}/actions/{action_id}/secret/rotate", tag = "triggers", operation_id = "rotateSigningSecret",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "the trigger's id"), ("action_id" = String, Path, description = "the webhook action's id")),
+    responses(
+        (status = 200, description = "the new signing secret, shown once", body = crate::openapi::schemas::RotatedSecret),
+        (status = 401, description = "no valid token or API key", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "not found (or another user's)", body = crate::openapi::schemas::ErrorBody),
+        (status = 422, description = "not possible for this resource", body = crate::openapi::schemas::ErrorBody),
+        (status = 429, description = "rate limited; see Retry-After", body = crate::openapi::schemas::ErrorBody),
+    ),
+)]
 pub async fn rotate_secret(
     state: web::Data<AppState>,
     user: AuthUser,

@@ -8,27 +8,39 @@ use crate::auth::api_keys::new_key;
 use crate::error::{ApiError, ErrorDetail};
 use crate::state::AppState;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct NewKey {
     #[serde(default)]
     name: Option<String>,
 }
 
-#[derive(Serialize)]
-struct CreatedKey {
+/// A new key: its row, and the key itself.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CreatedKey {
     #[serde(flatten)]
     row: ApiKeyRow,
     /// Shown here only, never again.
     key: String,
 }
 
-#[derive(Serialize)]
-struct KeyList {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct KeyList {
     items: Vec<ApiKeyRow>,
     next_cursor: Option<String>,
 }
 
 /// `POST /api/v1/api-keys`: the key is in this answer and nowhere else, ever.
+#[utoipa::path(
+    post, path = "/api/v1/api-keys", tag = "api-keys", operation_id = "createApiKey",
+    security(("bearer" = [])),
+    request_body = NewKey,
+    responses(
+        (status = 201, description = "the key, shown once", body = CreatedKey),
+        (status = 400, description = "the request is not valid", body = crate::openapi::schemas::ErrorBody),
+        (status = 401, description = "no valid token or API key", body = crate::openapi::schemas::ErrorBody),
+        (status = 429, description = "rate limited; see Retry-After", body = crate::openapi::schemas::ErrorBody),
+    ),
+)]
 pub async fn create(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -47,12 +59,32 @@ pub async fn create(
 }
 
 /// `GET /api/v1/api-keys`: prefixes and last use, never the keys.
+#[utoipa::path(
+    get, path = "/api/v1/api-keys", tag = "api-keys", operation_id = "listApiKeys",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "the user's keys (never the keys themselves)", body = KeyList),
+        (status = 401, description = "no valid token or API key", body = crate::openapi::schemas::ErrorBody),
+        (status = 429, description = "rate limited; see Retry-After", body = crate::openapi::schemas::ErrorBody),
+    ),
+)]
 pub async fn list(state: web::Data<AppState>, user: AuthUser) -> Result<HttpResponse, ApiError> {
     let items = api_keys::list(&state.db, user.0).await.map_err(|e| ApiError::internal(&e))?;
     Ok(HttpResponse::Ok().json(KeyList { items, next_cursor: None }))
 }
 
 /// `DELETE /api/v1/api-keys/{id}`: revokes; another user's key is 404.
+#[utoipa::path(
+    delete, path = "/api/v1/api-keys/{id}", tag = "api-keys", operation_id = "revokeApiKey",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "the key's id")),
+    responses(
+        (status = 204, description = "revoked"),
+        (status = 401, description = "no valid token or API key", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "not found (or another user's)", body = crate::openapi::schemas::ErrorBody),
+        (status = 429, description = "rate limited; see Retry-After", body = crate::openapi::schemas::ErrorBody),
+    ),
+)]
 pub async fn revoke(
     state: web::Data<AppState>,
     user: AuthUser,

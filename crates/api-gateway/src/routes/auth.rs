@@ -12,14 +12,18 @@ use crate::state::AppState;
 const MIN_PASSWORD_CHARS: usize = 8;
 const MAX_PASSWORD_CHARS: usize = 256;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct Credentials {
+    #[schema(example = "alice@example.com")]
     email: String,
+    /// 8 to 256 characters.
     password: String,
 }
 
-#[derive(Serialize)]
-struct UserView {
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = User)]
+pub struct UserView {
+    #[schema(value_type = uuid::Uuid)]
     id: UserId,
     email: String,
     created_at: chrono::DateTime<chrono::Utc>,
@@ -48,6 +52,16 @@ async fn limit_by_address(state: &AppState, req: &HttpRequest) -> Result<(), Api
 }
 
 /// `POST /api/v1/auth/register`
+#[utoipa::path(
+    post, path = "/api/v1/auth/register", tag = "auth", operation_id = "register",
+    request_body = Credentials,
+    responses(
+        (status = 201, description = "the new account", body = UserView),
+        (status = 400, description = "the request is not valid", body = crate::openapi::schemas::ErrorBody),
+        (status = 409, description = "taken", body = crate::openapi::schemas::ErrorBody),
+        (status = 429, description = "rate limited; see Retry-After", body = crate::openapi::schemas::ErrorBody),
+    ),
+)]
 pub async fn register(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -77,15 +91,28 @@ pub async fn register(
     Ok(HttpResponse::Created().json(UserView { id, email, created_at }))
 }
 
-#[derive(Serialize)]
-struct TokenView {
+/// A JWT (HS256) for `Authorization: Bearer`.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Token)]
+pub struct TokenView {
     token: String,
     token_type: &'static str,
+    /// Seconds until it expires.
     expires_in: u64,
 }
 
 /// `POST /api/v1/auth/login`: a token for valid credentials; 401 without saying which part
 /// was wrong.
+#[utoipa::path(
+    post, path = "/api/v1/auth/login", tag = "auth", operation_id = "login",
+    request_body = Credentials,
+    responses(
+        (status = 200, description = "a token", body = TokenView),
+        (status = 400, description = "the request is not valid", body = crate::openapi::schemas::ErrorBody),
+        (status = 401, description = "no valid token or API key", body = crate::openapi::schemas::ErrorBody),
+        (status = 429, description = "rate limited; see Retry-After", body = crate::openapi::schemas::ErrorBody),
+    ),
+)]
 pub async fn login(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -106,6 +133,15 @@ pub async fn login(
 }
 
 /// `GET /api/v1/auth/me`
+#[utoipa::path(
+    get, path = "/api/v1/auth/me", tag = "auth", operation_id = "me",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "the authenticated user", body = UserView),
+        (status = 401, description = "no valid token or API key", body = crate::openapi::schemas::ErrorBody),
+        (status = 429, description = "rate limited; see Retry-After", body = crate::openapi::schemas::ErrorBody),
+    ),
+)]
 pub async fn me(state: web::Data<AppState>, user: AuthUser) -> Result<HttpResponse, ApiError> {
     let row = users::get(&state.db, user.0).await.map_err(|e| ApiError::internal(&e))?;
     let row = row.ok_or_else(|| ApiError::not_found("no such user"))?;

@@ -17,6 +17,22 @@ pub struct Page {
 }
 
 /// `GET /api/v1/triggers/{id}/deliveries`: every attempt, newest first.
+#[utoipa::path(
+    get, path = "/api/v1/triggers/{id}/deliveries", tag = "deliveries", operation_id = "listTriggerDeliveries",
+    security(("bearer" = [])),
+    params(
+        ("id" = String, Path, description = "the trigger's id"),
+        ("limit" = Option<u32>, Query, description = "1 to 100, default 50"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "every attempt, newest first", body = crate::openapi::schemas::AttemptPage),
+        (status = 400, description = "the request is not valid", body = crate::openapi::schemas::ErrorBody),
+        (status = 401, description = "no valid token or API key", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "not found (or another user's)", body = crate::openapi::schemas::ErrorBody),
+        (status = 429, description = "rate limited; see Retry-After", body = crate::openapi::schemas::ErrorBody),
+    ),
+)]
 pub async fn for_trigger(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -41,6 +57,21 @@ pub async fn for_trigger(
 }
 
 /// `GET /api/v1/deliveries?status=dead|failed|success|pending`: the user's jobs by outcome.
+#[utoipa::path(
+    get, path = "/api/v1/deliveries", tag = "deliveries", operation_id = "listJobsByStatus",
+    security(("bearer" = [])),
+    params(
+        ("status" = Option<String>, Query, description = "dead (default), failed, success or pending"),
+        ("limit" = Option<u32>, Query, description = "1 to 100, default 50"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "the user's jobs in that status, newest first", body = crate::openapi::schemas::JobPage),
+        (status = 400, description = "the request is not valid", body = crate::openapi::schemas::ErrorBody),
+        (status = 401, description = "no valid token or API key", body = crate::openapi::schemas::ErrorBody),
+        (status = 429, description = "rate limited; see Retry-After", body = crate::openapi::schemas::ErrorBody),
+    ),
+)]
 pub async fn by_status(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -65,6 +96,17 @@ pub async fn by_status(
 }
 
 /// `POST /api/v1/deliveries/{job_id}/replay`: a dead or failed job goes back in line.
+#[utoipa::path(
+    post, path = "/api/v1/deliveries/{id}/replay", tag = "deliveries", operation_id = "replayJob",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "the job's id")),
+    responses(
+        (status = 202, description = "the job is queued again", body = crate::openapi::schemas::Replayed),
+        (status = 401, description = "no valid token or API key", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "not found (or another user's)", body = crate::openapi::schemas::ErrorBody),
+        (status = 429, description = "rate limited; see Retry-After", body = crate::openapi::schemas::ErrorBody),
+    ),
+)]
 pub async fn replay(
     state: web::Data<AppState>,
     user: AuthUser,

@@ -48,6 +48,28 @@ impl Checks {
 }
 
 /// `GET /api/v1/events`: stored events, newest first (chain data is public to every user).
+#[utoipa::path(
+    get, path = "/api/v1/events", tag = "events", operation_id = "listEvents",
+    security(("bearer" = [])),
+    params(
+        ("chain_id" = Option<u64>, Query, description = "only this chain"),
+        ("registry" = Option<String>, Query, description = "identity, reputation or validation"),
+        ("event_type" = Option<String>, Query, description = "for example NewFeedback"),
+        ("agent_id" = Option<String>, Query, description = "a decimal agent id"),
+        ("from_block" = Option<u64>, Query, description = "at or after this block"),
+        ("to_block" = Option<u64>, Query, description = "at or before this block"),
+        ("since" = Option<String>, Query, description = "block time at or after (RFC 3339)"),
+        ("until" = Option<String>, Query, description = "block time before (RFC 3339)"),
+        ("limit" = Option<u32>, Query, description = "1 to 100, default 50"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "events, newest first", body = crate::openapi::schemas::EventPage),
+        (status = 400, description = "the request is not valid", body = crate::openapi::schemas::ErrorBody),
+        (status = 401, description = "no valid token or API key", body = crate::openapi::schemas::ErrorBody),
+        (status = 429, description = "rate limited; see Retry-After", body = crate::openapi::schemas::ErrorBody),
+    ),
+)]
 pub async fn list(
     state: web::Data<AppState>,
     _user: AuthUser,
@@ -95,6 +117,17 @@ pub async fn list(
 }
 
 /// `GET /api/v1/events/{id}`
+#[utoipa::path(
+    get, path = "/api/v1/events/{id}", tag = "events", operation_id = "getEvent",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "the event's id")),
+    responses(
+        (status = 200, description = "the event", body = crate::openapi::schemas::Event),
+        (status = 401, description = "no valid token or API key", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "not found (or another user's)", body = crate::openapi::schemas::ErrorBody),
+        (status = 429, description = "rate limited; see Retry-After", body = crate::openapi::schemas::ErrorBody),
+    ),
+)]
 pub async fn get(state: web::Data<AppState>, _user: AuthUser, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let missing = || ApiError::not_found("no such event");
     let id: i64 = id.parse().map_err(|_| missing())?;

@@ -7,8 +7,9 @@ use crate::state::AppState;
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Health {
+    /// `healthy` or `unhealthy`.
     status: &'static str,
     database: &'static str,
     redis: &'static str,
@@ -24,6 +25,13 @@ fn describe(ok: bool) -> &'static str {
 
 /// `GET /api/v1/health`: 200 when PostgreSQL and Redis both answer, otherwise 503 naming
 /// the part that does not.
+#[utoipa::path(
+    get, path = "/api/v1/health", tag = "health", operation_id = "health",
+    responses(
+        (status = 200, description = "PostgreSQL and Redis answer", body = Health),
+        (status = 503, description = "a dependency is down", body = Health),
+    ),
+)]
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     let database = async {
         let ping = sqlx::query("SELECT 1").execute(&state.db);

@@ -1,13 +1,13 @@
-mod actions;
-mod api_keys;
-mod auth;
-mod deliveries;
-mod events;
-mod health;
+pub(crate) mod actions;
+pub(crate) mod api_keys;
+pub(crate) mod auth;
+pub(crate) mod deliveries;
+pub(crate) mod events;
+pub(crate) mod health;
 mod metrics;
 mod pagination;
-mod trigger_test;
-mod triggers;
+pub(crate) mod trigger_test;
+pub(crate) mod triggers;
 
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 
@@ -39,7 +39,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/deliveries", web::get().to(deliveries::by_status))
             .route("/deliveries/{id}/replay", web::post().to(deliveries::replay)),
     )
-    .route("/metrics", web::get().to(metrics::metrics));
+    .route("/metrics", web::get().to(metrics::metrics))
+    .service(
+        utoipa_swagger_ui::SwaggerUi::new("/api-docs/{_:.*}")
+            .url("/api-docs/openapi.json", <crate::openapi::ApiDoc as utoipa::OpenApi>::openapi()),
+    );
 }
 
 /// Unknown routes answer the error JSON, not an empty 404.

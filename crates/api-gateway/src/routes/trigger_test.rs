@@ -34,6 +34,19 @@ fn invalid(message: impl Into<String>) -> ApiError {
 }
 
 /// `POST /api/v1/triggers/{id}/test` with `{"event_id": N}` or `{"event": {...}}`.
+#[utoipa::path(
+    post, path = "/api/v1/triggers/{id}/test", tag = "triggers", operation_id = "testTrigger",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "the trigger's id")),
+    request_body = crate::openapi::schemas::TriggerTestRequest,
+    responses(
+        (status = 200, description = "what the trigger would do; nothing is written or sent", body = crate::openapi::schemas::TriggerTestResult),
+        (status = 400, description = "the request is not valid", body = crate::openapi::schemas::ErrorBody),
+        (status = 401, description = "no valid token or API key", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "not found (or another user's)", body = crate::openapi::schemas::ErrorBody),
+        (status = 429, description = "rate limited; see Retry-After", body = crate::openapi::schemas::ErrorBody),
+    ),
+)]
 pub async fn test(
     state: web::Data<AppState>,
     user: AuthUser,

@@ -46,6 +46,18 @@ fn parse(body: &Value) -> Result<TriggerDefinition, ApiError> {
 
 /// `POST /api/v1/triggers`. Each webhook action's signing secret is in this answer, and
 /// only here.
+#[utoipa::path(
+    post, path = "/api/v1/triggers", tag = "triggers", operation_id = "createTrigger",
+    security(("bearer" = [])),
+    request_body = crate::openapi::schemas::TriggerInput,
+    responses(
+        (status = 201, description = "the trigger; webhook actions show their signing secret here only", body = crate::openapi::schemas::Trigger),
+        (status = 400, description = "the request is not valid", body = crate::openapi::schemas::ErrorBody),
+        (status = 401, description = "no valid token or API key", body = crate::openapi::schemas::ErrorBody),
+        (status = 413, description = "the body is over 256 KiB", body = crate::openapi::schemas::ErrorBody),
+        (status = 429, description = "rate limited; see Retry-After", body = crate::openapi::schemas::ErrorBody),
+    ),
+)]
 pub async fn create(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -62,6 +74,20 @@ pub async fn create(
 
 /// `PUT /api/v1/triggers/{id}`: replaces the trigger. Actions that keep their position and
 /// kind keep their id and signing secret; new webhook actions show theirs in this answer.
+#[utoipa::path(
+    put, path = "/api/v1/triggers/{id}", tag = "triggers", operation_id = "replaceTrigger",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "the trigger's id")),
+    request_body = crate::openapi::schemas::TriggerInput,
+    responses(
+        (status = 200, description = "the trigger; new webhook actions show their signing secret here only", body = crate::openapi::schemas::Trigger),
+        (status = 400, description = "the request is not valid", body = crate::openapi::schemas::ErrorBody),
+        (status = 401, description = "no valid token or API key", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "not found (or another user's)", body = crate::openapi::schemas::ErrorBody),
+        (status = 413, description = "the body is over 256 KiB", body = crate::openapi::schemas::ErrorBody),
+        (status = 429, description = "rate limited; see Retry-After", body = crate::openapi::schemas::ErrorBody),
+    ),
+)]
 pub async fn replace(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -107,6 +133,17 @@ async fn with_new_secrets(
 }
 
 /// `GET /api/v1/triggers/{id}`
+#[utoipa::path(
+    get, path = "/api/v1/triggers/{id}", tag = "triggers", operation_id = "getTrigger",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "the trigger's id")),
+    responses(
+        (status = 200, description = "the trigger, with each action's breaker and last delivery", body = crate::openapi::schemas::Trigger),
+        (status = 401, description = "no valid token or API key", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "not found (or another user's)", body = crate::openapi::schemas::ErrorBody),
+        (status = 429, description = "rate limited; see Retry-After", body = crate::openapi::schemas::ErrorBody),
+    ),
+)]
 pub async fn get(state: web::Data<AppState>, user: AuthUser, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id = trigger_id(&id)?;
     let row = triggers::get(&state.db, user.0, id).await.map_err(|e| ApiError::internal(&e))?.ok_or_else(not_found)?;
@@ -126,6 +163,20 @@ struct Listed {
 }
 
 /// `GET /api/v1/triggers`: the user's triggers, oldest first, a page at a time.
+#[utoipa::path(
+    get, path = "/api/v1/triggers", tag = "triggers", operation_id = "listTriggers",
+    security(("bearer" = [])),
+    params(
+        ("limit" = Option<u32>, Query, description = "1 to 100, default 50"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "the user's triggers, oldest first", body = crate::openapi::schemas::TriggerPage),
+        (status = 400, description = "the request is not valid", body = crate::openapi::schemas::ErrorBody),
+        (status = 401, description = "no valid token or API key", body = crate::openapi::schemas::ErrorBody),
+        (status = 429, description = "rate limited; see Retry-After", body = crate::openapi::schemas::ErrorBody),
+    ),
+)]
 pub async fn list(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -147,6 +198,19 @@ pub struct Patch {
 }
 
 /// `PATCH /api/v1/triggers/{id}`: enable or disable. Enabling starts firing from now.
+#[utoipa::path(
+    patch, path = "/api/v1/triggers/{id}", tag = "triggers", operation_id = "patchTrigger",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "the trigger's id")),
+    request_body = crate::openapi::schemas::TriggerPatch,
+    responses(
+        (status = 200, description = "the trigger", body = crate::openapi::schemas::Trigger),
+        (status = 400, description = "the request is not valid", body = crate::openapi::schemas::ErrorBody),
+        (status = 401, description = "no valid token or API key", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "not found (or another user's)", body = crate::openapi::schemas::ErrorBody),
+        (status = 429, description = "rate limited; see Retry-After", body = crate::openapi::schemas::ErrorBody),
+    ),
+)]
 pub async fn patch(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -165,6 +229,17 @@ pub async fn patch(
 }
 
 /// `DELETE /api/v1/triggers/{id}`
+#[utoipa::path(
+    delete, path = "/api/v1/triggers/{id}", tag = "triggers", operation_id = "deleteTrigger",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "the trigger's id")),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 401, description = "no valid token or API key", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "not found (or another user's)", body = crate::openapi::schemas::ErrorBody),
+        (status = 429, description = "rate limited; see Retry-After", body = crate::openapi::schemas::ErrorBody),
+    ),
+)]
 pub async fn delete(
     state: web::Data<AppState>,
     user: AuthUser,

@@ -7,6 +7,7 @@ use sqlx::{PgConnection, PgExecutor};
 use crate::domain::UserId;
 
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApiKeyRow {
     pub id: uuid::Uuid,
     pub name: String,

@@ -7,6 +7,7 @@ use crate::domain::{TriggerId, UserId};
 
 /// One attempt.
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AttemptRow {
     pub id: i64,
     pub job_id: uuid::Uuid,
@@ -47,6 +48,7 @@ pub async fn for_trigger<'e>(
 
 /// A job and where it stands.
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobRow {
     pub job_id: uuid::Uuid,
     pub trigger_id: uuid::Uuid,

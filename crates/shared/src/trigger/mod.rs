@@ -95,6 +95,7 @@ impl TriggerDefinition {
             errors.add(&root, format!("expected a trigger object, got {}", type_name(value)));
             return errors.finish(None);
         };
+        reject_nul_characters(value, &root, &mut errors);
         reject_unknown_keys(
             object,
             &["name", "description", "enabled", "scope", "condition", "cooldown_secs", "actions"],
@@ -155,5 +156,26 @@ impl TriggerDefinition {
             _ => None,
         };
         errors.finish(definition)
+    }
+}
+
+/// PostgreSQL cannot store a NUL character in text or JSONB: name every string that holds one.
+fn reject_nul_characters(value: &Value, path: &Path, errors: &mut Errors) {
+    match value {
+        Value::String(text) if text.contains('\0') => errors.add(path, "must not contain a NUL character"),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                reject_nul_characters(item, &path.index(i), errors);
+            }
+        }
+        Value::Object(map) => {
+            for (key, item) in map {
+                if key.contains('\0') {
+                    errors.add(path, "a key must not contain a NUL character");
+                }
+                reject_nul_characters(item, &path.key(key), errors);
+            }
+        }
+        _ => {}
     }
 }
