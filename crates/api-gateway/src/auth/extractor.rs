@@ -43,12 +43,20 @@ impl FromRequest for AuthUser {
                 }
             } else {
                 let user = state.tokens.verify(token).ok_or_else(|| unauthorized("invalid or expired token"))?;
-                // A token outlives nothing: the user must still exist.
-                match shared::store::users::get(&state.db, user).await {
-                    Ok(Some(_)) => user,
+                // A token outlives nothing: the user must still exist. Checked while the
+                // request is counted, not before.
+                let who = user.to_string();
+                let (exists, counted) = tokio::join!(
+                    shared::store::users::get(&state.db, user),
+                    rate_limit::check(&state, "user", &who, state.limits.per_minute)
+                );
+                match exists {
+                    Ok(Some(_)) => {}
                     Ok(None) => return Err(unauthorized("invalid or expired token")),
                     Err(err) => return Err(ApiError::internal(&err)),
                 }
+                counted?;
+                return Ok(AuthUser(user));
             };
             rate_limit::check(&state, "user", &user.to_string(), state.limits.per_minute).await?;
             Ok(AuthUser(user))
