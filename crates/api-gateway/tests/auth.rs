@@ -91,6 +91,17 @@ async fn bad_registrations_name_the_field() {
     assert_eq!(malformed.status(), 400);
     let error: Value = malformed.json().await.unwrap();
     assert_eq!(error["error"]["code"], "invalid_json");
+    let plain = app
+        .client
+        .post(format!("{}/api/v1/auth/register", app.base))
+        .header("content-type", "text/plain")
+        .body(r#"{"email": "c@example.com", "password": "12345678"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.status(), 400);
+    let error: Value = plain.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "invalid_content_type");
     let huge =
         app.post("/api/v1/auth/register", json!({"email": "x".repeat(300 * 1024), "password": "12345678"})).await;
     assert_eq!(huge.status(), 413);
