@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/services.sh
+scripts/chain-tools.sh
 source scripts/env.sh
 
 step() { printf '\033[1;34m[test]\033[0m %s\n' "$*"; }
@@ -16,6 +17,7 @@ done
 
 export TEST_DATABASE_URL=${TEST_DATABASE_URL:-postgres://$DB_USER@$DB_HOST:$DB_PORT/postgres}
 export TEST_REDIS_URL=${TEST_REDIS_URL:-redis://$REDIS_HOST:$REDIS_PORT/}
+export ANVIL_BIN=${ANVIL_BIN:-$PWD/tools/chain/node_modules/.bin/anvil}
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
