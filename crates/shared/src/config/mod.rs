@@ -158,6 +158,15 @@ impl Problems {
         self.0.push(Problem { variable: variable.to_owned(), message: message.into() });
     }
 
+    /// How many problems were recorded so far.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// `Ok(value)` when nothing was recorded, otherwise every problem in one error.
     pub fn finish<T>(self, value: T) -> Result<T, ConfigError> {
         if self.0.is_empty() { Ok(value) } else { Err(ConfigError { problems: self.0 }) }
