@@ -64,18 +64,22 @@ fn decode_data(log: &PrimitiveLog) -> Result<(AgentId, EventData, Value), Decode
             let e: current::MetadataSet = typed(log)?;
             let args = json!({"agentId": e.agentId.to_string(), "indexedMetadataKey": e.indexedMetadataKey.to_string(),
                               "metadataKey": e.metadataKey, "metadataValue": e.metadataValue.to_string()});
-            let data =
-                EventData::MetadataSet { metadata_key: e.metadataKey, metadata_value: HexBytes(e.metadataValue.to_vec()) };
+            let data = EventData::MetadataSet {
+                metadata_key: e.metadataKey,
+                metadata_value: HexBytes(e.metadataValue.to_vec()),
+            };
             (agent(e.agentId), data, args)
         }
         current::URIUpdated::SIGNATURE_HASH => {
             let e: current::URIUpdated = typed(log)?;
-            let args = json!({"agentId": e.agentId.to_string(), "newURI": e.newURI, "updatedBy": e.updatedBy.to_string()});
+            let args =
+                json!({"agentId": e.agentId.to_string(), "newURI": e.newURI, "updatedBy": e.updatedBy.to_string()});
             (agent(e.agentId), EventData::UriUpdated { agent_uri: e.newURI, updated_by: e.updatedBy.into() }, args)
         }
         v04::UriUpdated::SIGNATURE_HASH => {
             let e: v04::UriUpdated = typed(log)?;
-            let args = json!({"agentId": e.agentId.to_string(), "newUri": e.newUri, "updatedBy": e.updatedBy.to_string()});
+            let args =
+                json!({"agentId": e.agentId.to_string(), "newUri": e.newUri, "updatedBy": e.updatedBy.to_string()});
             (agent(e.agentId), EventData::UriUpdated { agent_uri: e.newUri, updated_by: e.updatedBy.into() }, args)
         }
         current::Transfer::SIGNATURE_HASH => {
@@ -239,10 +243,7 @@ pub fn decode(chain: ChainId, log: &Log, block_time: DateTime<Utc>) -> Result<Ne
         block_hash: hash(log.block_hash.ok_or(DecodeError::Incomplete("the block hash"))?),
         block_timestamp: block_time,
         tx_hash: hash(log.transaction_hash.ok_or(DecodeError::Incomplete("the transaction hash"))?),
-        log_index: log
-            .log_index
-            .and_then(|i| u32::try_from(i).ok())
-            .ok_or(DecodeError::Incomplete("the log index"))?,
+        log_index: log.log_index.and_then(|i| u32::try_from(i).ok()).ok_or(DecodeError::Incomplete("the log index"))?,
     };
     Ok(NewEvent { event: ChainEvent { log: position, agent_id, data }, args })
 }

@@ -42,13 +42,18 @@ pub async fn connect(
 ) -> Result<(PgPool, RedisHandle), StartError> {
     let pool = crate::db::connect_and_migrate(database).await?;
     let redis = RedisHandle::new(redis)?;
-    if let Some(addr) = metrics_addr {
+    serve_metrics(metrics_addr).await;
+    Ok((pool, redis))
+}
+
+/// Serves `/metrics` at `addr` (when set); a port that cannot be bound is logged, not fatal.
+pub async fn serve_metrics(addr: Option<SocketAddr>) {
+    if let Some(addr) = addr {
         match crate::metrics_server::serve(addr, crate::metrics::prometheus()).await {
             Ok(bound) => tracing::info!(address = %bound, "metrics at /metrics"),
             Err(err) => tracing::warn!(error = %err, %addr, "cannot serve metrics"),
         }
     }
-    Ok((pool, redis))
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

@@ -2,6 +2,7 @@
 //! cloned from a template that holds the current migrations, and its own Redis key prefix,
 //! so tests run in parallel against the machine's real services without seeing each other.
 
+pub mod chain;
 pub mod database;
 pub mod fixtures;
 pub mod net;

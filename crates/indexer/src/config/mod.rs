@@ -25,7 +25,11 @@ const TESTNETS: &[u64] = &[11155111, 84532];
 pub fn official_registries(chain: u64) -> Option<Registries> {
     let parse = |a: &str| a.parse::<Address>().ok();
     if MAINNETS.contains(&chain) {
-        Some(Registries { identity: parse(MAINNET_IDENTITY)?, reputation: parse(MAINNET_REPUTATION)?, validation: None })
+        Some(Registries {
+            identity: parse(MAINNET_IDENTITY)?,
+            reputation: parse(MAINNET_REPUTATION)?,
+            validation: None,
+        })
     } else if TESTNETS.contains(&chain) {
         let validation = if chain == 11155111 { parse(SEPOLIA_VALIDATION) } else { None };
         Some(Registries { identity: parse(TESTNET_IDENTITY)?, reputation: parse(TESTNET_REPUTATION)?, validation })

@@ -1,0 +1,134 @@
+//! JSON-RPC to one chain over one or more URLs: when a URL fails, the next one takes over.
+//! Errors are classified: a node that answers with an error refused the request (a range
+//! too large, say), while a node that cannot be reached is unavailable.
+
+use alloy::eips::BlockNumberOrTag;
+use alloy::primitives::{Address as RawAddress, B256};
+use alloy::providers::{Provider, RootProvider};
+use alloy::rpc::types::{Filter, Log};
+use alloy::transports::{RpcError, TransportError};
+use chrono::{DateTime, Utc};
+use shared::domain::ChainId;
+use url::Url;
+
+/// The parts of a block header the indexer keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockRef {
+    pub number: u64,
+    pub hash: B256,
+    pub parent_hash: B256,
+    pub time: DateTime<Utc>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RpcFailure {
+    /// The node answered with an error: the request itself was refused (for `eth_getLogs`,
+    /// usually a range or a result too large).
+    #[error("the node refused the request: {0}")]
+    Refused(String),
+    /// No URL could be reached or gave a usable answer.
+    #[error("no RPC URL answered: {0}")]
+    Unavailable(String),
+    /// The node does not have a block it should have (it is behind, or the block was just
+    /// dropped by a reorg).
+    #[error("the node has no block {0}")]
+    MissingBlock(u64),
+}
+
+/// One chain's RPC URLs with failover.
+pub struct Rpc {
+    chain: ChainId,
+    providers: Vec<RootProvider>,
+    current: usize,
+}
+
+fn classify(error: TransportError) -> RpcFailure {
+    match error {
+        RpcError::ErrorResp(payload) => RpcFailure::Refused(format!("{} (code {})", payload.message, payload.code)),
+        other => RpcFailure::Unavailable(other.to_string()),
+    }
+}
+
+impl Rpc {
+    pub fn new(chain: ChainId, urls: &[Url]) -> Self {
+        crate::install_tls_provider();
+        let providers = urls.iter().map(|url| RootProvider::new_http(url.clone())).collect();
+        Self { chain, providers, current: 0 }
+    }
+
+    /// Which URL is in use (1-based, in configuration order): metrics name URLs this way,
+    /// since a URL may carry an API key.
+    pub fn url_number(&self) -> usize {
+        self.current + 1
+    }
+
+    fn failed(&mut self, error: &RpcFailure) {
+        metrics::counter!("indexer_rpc_errors_total", "chain" => self.chain.to_string(), "url" => self.url_number().to_string())
+            .increment(1);
+        if matches!(error, RpcFailure::Unavailable(_)) && self.providers.len() > 1 {
+            tracing::warn!(chain = %self.chain, url = self.url_number(), %error, "RPC URL failed; trying the next");
+            self.current = (self.current + 1) % self.providers.len();
+        }
+    }
+
+    /// Runs `call` on the current URL, then on each other URL while they are unavailable.
+    async fn with_failover<T, F, Fut>(&mut self, call: F) -> Result<T, RpcFailure>
+    where
+        F: Fn(RootProvider) -> Fut,
+        Fut: Future<Output = Result<T, RpcFailure>>,
+    {
+        let mut last = RpcFailure::Unavailable("no RPC URL configured".into());
+        for _ in 0..self.providers.len() {
+            let provider = self.providers[self.current].clone();
+            match call(provider).await {
+                Ok(value) => return Ok(value),
+                Err(error) => {
+                    self.failed(&error);
+                    if !matches!(error, RpcFailure::Unavailable(_)) {
+                        return Err(error);
+                    }
+                    last = error;
+                }
+            }
+        }
+        Err(last)
+    }
+
+    pub async fn head(&mut self) -> Result<u64, RpcFailure> {
+        self.with_failover(|p| async move { p.get_block_number().await.map_err(classify) }).await
+    }
+
+    pub async fn block(&mut self, number: u64) -> Result<BlockRef, RpcFailure> {
+        self.with_failover(|p| async move {
+            let block = p
+                .get_block_by_number(BlockNumberOrTag::Number(number))
+                .await
+                .map_err(classify)?
+                .ok_or(RpcFailure::MissingBlock(number))?;
+            let header = &block.header;
+            let time = i64::try_from(header.inner.timestamp)
+                .ok()
+                .and_then(|t| DateTime::from_timestamp(t, 0))
+                .ok_or_else(|| RpcFailure::Unavailable(format!("block {number} has an impossible timestamp")))?;
+            Ok(BlockRef { number, hash: header.hash, parent_hash: header.inner.parent_hash, time })
+        })
+        .await
+    }
+
+    /// Logs of `addresses` with one of `topics` as topic0, in blocks `from..=to`.
+    pub async fn logs(
+        &mut self,
+        from: u64,
+        to: u64,
+        addresses: &[RawAddress],
+        topics: &[B256],
+    ) -> Result<Vec<Log>, RpcFailure> {
+        let filter =
+            Filter::new().from_block(from).to_block(to).address(addresses.to_vec()).event_signature(topics.to_vec());
+        self.with_failover(|p| {
+            let filter = filter.clone();
+            async move { p.get_logs(&filter).await.map_err(classify) }
+        })
+        .await
+    }
+}
