@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 scripts/services.sh
 source scripts/env.sh
 
-SERVICES=(api-gateway event-processor action-workers)
+SERVICES=(api-gateway event-processor action-workers indexer)
 PROFILE=${PROFILE:-dev}
 say() { printf '\033[1;32m[run]\033[0m %s\n' "$*"; }
 

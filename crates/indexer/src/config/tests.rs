@@ -91,3 +91,16 @@ fn one_chain_from_the_environment() {
     let bad = IndexerConfig::from_env(&env(&[("CHAIN_ID", "x"), ("CHAIN_START_BLOCK", "-1")])).unwrap_err();
     assert!(bad.to_string().contains("CHAIN_ID"), "{bad}");
 }
+
+#[test]
+fn the_example_file_is_valid() {
+    let mut problems = Problems::default();
+    let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/chains.example.toml"));
+    let chains = chains_from_file(path, &mut problems);
+    assert!(problems.is_empty(), "{:?}", problems.finish(()));
+    assert_eq!(chains.len(), 2);
+    assert_eq!(
+        chains[1].registries.validation.map(|a| a.to_string()).as_deref(),
+        Some("0x9fe46736679d2d9a65f0992f2272de9f3c7b2bc4")
+    );
+}

@@ -1,21 +1,15 @@
 //! The `events` table: idempotent inserts and reads back into [`StoredEvent`].
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgExecutor, Postgres, QueryBuilder};
+use sqlx::{PgConnection, PgExecutor};
 
 use crate::domain::{
     Address, AgentId, ChainEvent, ChainId, EventData, EventId, EventType, FeedbackValue, Hash32, HexBytes, LogPosition,
     NewEvent, StoredEvent,
 };
 
-/// Rows per INSERT statement: 40 binds a row stays well under PostgreSQL's 65,535 limit.
-const ROWS_PER_STATEMENT: usize = 500;
-
-const COLUMNS: &str = "chain_id, registry, event_type, contract_address, block_number, block_hash, \
-     block_timestamp, tx_hash, log_index, agent_id, owner, agent_uri, updated_by, metadata_key, \
-     metadata_value, from_address, to_address, client_address, feedback_index, value, value_raw, \
-     value_decimals, tag1, tag1_hash, tag2, endpoint, feedback_uri, feedback_hash, responder, \
-     response_uri, response_hash, validator_address, request_uri, request_hash, response, tag, args";
+/// Rows per INSERT statement (each column travels as one array).
+const ROWS_PER_STATEMENT: usize = 5_000;
 
 /// The columns read back; NUMERIC columns as text so that uint256 and int128 stay exact.
 pub const SELECT_COLUMNS: &str = "id, removed, chain_id, event_type, contract_address, block_number, \
@@ -156,62 +150,164 @@ pub async fn insert(conn: &mut PgConnection, events: &[NewEvent]) -> Result<u64,
     Ok(inserted)
 }
 
-async fn insert_chunk<'e>(executor: impl PgExecutor<'e>, events: &[NewEvent]) -> Result<u64, StoreError> {
-    let mut rows = Vec::with_capacity(events.len());
-    for new in events {
-        let log = &new.event.log;
-        let chain_id = log.chain_id.as_i64().ok_or(StoreError::ChainIdTooLarge(log.chain_id))?;
-        let block_number =
-            i64::try_from(log.block_number).map_err(|_| StoreError::BlockNumberTooLarge(log.block_number))?;
-        rows.push((chain_id, block_number, new, TypedColumns::of(&new.event.data)));
-    }
-    let mut query: QueryBuilder<Postgres> = QueryBuilder::new(format!("INSERT INTO events ({COLUMNS}) "));
-    query.push_values(rows, |mut row, (chain_id, block_number, new, typed)| {
+/// The rows of one statement, column by column: one array per column, bound once, so a
+/// statement costs 37 binds whatever its number of rows.
+#[derive(Default)]
+struct ColumnBatch {
+    chain_id: Vec<i64>,
+    registry: Vec<&'static str>,
+    event_type: Vec<&'static str>,
+    contract_address: Vec<String>,
+    block_number: Vec<i64>,
+    block_hash: Vec<String>,
+    block_timestamp: Vec<DateTime<Utc>>,
+    tx_hash: Vec<String>,
+    log_index: Vec<i64>,
+    agent_id: Vec<String>,
+    owner: Vec<Option<String>>,
+    agent_uri: Vec<Option<String>>,
+    updated_by: Vec<Option<String>>,
+    metadata_key: Vec<Option<String>>,
+    metadata_value: Vec<Option<String>>,
+    from_address: Vec<Option<String>>,
+    to_address: Vec<Option<String>>,
+    client_address: Vec<Option<String>>,
+    feedback_index: Vec<Option<String>>,
+    value: Vec<Option<String>>,
+    value_raw: Vec<Option<String>>,
+    value_decimals: Vec<Option<i16>>,
+    tag1: Vec<Option<String>>,
+    tag1_hash: Vec<Option<String>>,
+    tag2: Vec<Option<String>>,
+    endpoint: Vec<Option<String>>,
+    feedback_uri: Vec<Option<String>>,
+    feedback_hash: Vec<Option<String>>,
+    responder: Vec<Option<String>>,
+    response_uri: Vec<Option<String>>,
+    response_hash: Vec<Option<String>>,
+    validator_address: Vec<Option<String>>,
+    request_uri: Vec<Option<String>>,
+    request_hash: Vec<Option<String>>,
+    response: Vec<Option<i16>>,
+    tag: Vec<Option<String>>,
+    args: Vec<serde_json::Value>,
+}
+
+impl ColumnBatch {
+    fn push(&mut self, new: &NewEvent) -> Result<(), StoreError> {
         let event = &new.event;
-        row.push_bind(chain_id)
-            .push_bind(event.registry().as_str())
-            .push_bind(event.event_type().as_str())
-            .push_bind(event.log.contract_address.to_string())
-            .push_bind(block_number)
-            .push_bind(event.log.block_hash.to_string())
-            .push_bind(event.log.block_timestamp)
-            .push_bind(event.log.tx_hash.to_string())
-            .push_bind(i64::from(event.log.log_index))
-            .push_bind(event.agent_id.to_string())
-            .push_unseparated("::numeric")
-            .push_bind(typed.owner)
-            .push_bind(typed.agent_uri)
-            .push_bind(typed.updated_by)
-            .push_bind(typed.metadata_key)
-            .push_bind(typed.metadata_value)
-            .push_bind(typed.from_address)
-            .push_bind(typed.to_address)
-            .push_bind(typed.client_address)
-            .push_bind(typed.feedback_index)
-            .push_unseparated("::numeric")
-            .push_bind(typed.value)
-            .push_unseparated("::numeric")
-            .push_bind(typed.value_raw)
-            .push_unseparated("::numeric")
-            .push_bind(typed.value_decimals)
-            .push_bind(typed.tag1)
-            .push_bind(typed.tag1_hash)
-            .push_bind(typed.tag2)
-            .push_bind(typed.endpoint)
-            .push_bind(typed.feedback_uri)
-            .push_bind(typed.feedback_hash)
-            .push_bind(typed.responder)
-            .push_bind(typed.response_uri)
-            .push_bind(typed.response_hash)
-            .push_bind(typed.validator_address)
-            .push_bind(typed.request_uri)
-            .push_bind(typed.request_hash)
-            .push_bind(typed.response)
-            .push_bind(typed.tag)
-            .push_bind(&new.args);
-    });
-    query.push(" ON CONFLICT (chain_id, block_hash, log_index) DO NOTHING");
-    let result = query.build().execute(executor).await?;
+        let log = &event.log;
+        self.chain_id.push(log.chain_id.as_i64().ok_or(StoreError::ChainIdTooLarge(log.chain_id))?);
+        self.block_number
+            .push(i64::try_from(log.block_number).map_err(|_| StoreError::BlockNumberTooLarge(log.block_number))?);
+        self.registry.push(event.registry().as_str());
+        self.event_type.push(event.event_type().as_str());
+        self.contract_address.push(log.contract_address.to_string());
+        self.block_hash.push(log.block_hash.to_string());
+        self.block_timestamp.push(log.block_timestamp);
+        self.tx_hash.push(log.tx_hash.to_string());
+        self.log_index.push(i64::from(log.log_index));
+        self.agent_id.push(event.agent_id.to_string());
+        let t = TypedColumns::of(&event.data);
+        self.owner.push(t.owner);
+        self.agent_uri.push(t.agent_uri);
+        self.updated_by.push(t.updated_by);
+        self.metadata_key.push(t.metadata_key);
+        self.metadata_value.push(t.metadata_value);
+        self.from_address.push(t.from_address);
+        self.to_address.push(t.to_address);
+        self.client_address.push(t.client_address);
+        self.feedback_index.push(t.feedback_index);
+        self.value.push(t.value);
+        self.value_raw.push(t.value_raw);
+        self.value_decimals.push(t.value_decimals);
+        self.tag1.push(t.tag1);
+        self.tag1_hash.push(t.tag1_hash);
+        self.tag2.push(t.tag2);
+        self.endpoint.push(t.endpoint);
+        self.feedback_uri.push(t.feedback_uri);
+        self.feedback_hash.push(t.feedback_hash);
+        self.responder.push(t.responder);
+        self.response_uri.push(t.response_uri);
+        self.response_hash.push(t.response_hash);
+        self.validator_address.push(t.validator_address);
+        self.request_uri.push(t.request_uri);
+        self.request_hash.push(t.request_hash);
+        self.response.push(t.response);
+        self.tag.push(t.tag);
+        self.args.push(new.args.clone());
+        Ok(())
+    }
+}
+
+const INSERT_UNNEST: &str =
+    "INSERT INTO events (chain_id, registry, event_type, contract_address, block_number, block_hash, \
+     block_timestamp, tx_hash, log_index, agent_id, owner, agent_uri, updated_by, metadata_key, \
+     metadata_value, from_address, to_address, client_address, feedback_index, value, value_raw, \
+     value_decimals, tag1, tag1_hash, tag2, endpoint, feedback_uri, feedback_hash, responder, \
+     response_uri, response_hash, validator_address, request_uri, request_hash, response, tag, args)
+     SELECT chain_id, registry, event_type, contract_address, block_number, block_hash, block_timestamp, tx_hash,
+            log_index, agent_id::numeric, owner, agent_uri, updated_by, metadata_key, metadata_value, from_address,
+            to_address, client_address, feedback_index::numeric, value::numeric, value_raw::numeric, value_decimals,
+            tag1, tag1_hash, tag2, endpoint, feedback_uri, feedback_hash, responder, response_uri, response_hash,
+            validator_address, request_uri, request_hash, response, tag, args
+     FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::text[], $7::timestamptz[],
+                 $8::text[], $9::int8[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[],
+                 $16::text[], $17::text[], $18::text[], $19::text[], $20::text[], $21::text[], $22::int2[], $23::text[],
+                 $24::text[], $25::text[], $26::text[], $27::text[], $28::text[], $29::text[], $30::text[], $31::text[],
+                 $32::text[], $33::text[], $34::text[], $35::int2[], $36::text[], $37::jsonb[])
+          AS u(chain_id, registry, event_type, contract_address, block_number, block_hash, block_timestamp, tx_hash,
+               log_index, agent_id, owner, agent_uri, updated_by, metadata_key, metadata_value, from_address,
+               to_address, client_address, feedback_index, value, value_raw, value_decimals, tag1, tag1_hash, tag2,
+               endpoint, feedback_uri, feedback_hash, responder, response_uri, response_hash, validator_address,
+               request_uri, request_hash, response, tag, args)
+     ON CONFLICT (chain_id, block_hash, log_index) DO NOTHING";
+
+async fn insert_chunk<'e>(executor: impl PgExecutor<'e>, events: &[NewEvent]) -> Result<u64, StoreError> {
+    let mut c = ColumnBatch::default();
+    for new in events {
+        c.push(new)?;
+    }
+    let result = sqlx::query(INSERT_UNNEST)
+        .bind(c.chain_id)
+        .bind(c.registry)
+        .bind(c.event_type)
+        .bind(c.contract_address)
+        .bind(c.block_number)
+        .bind(c.block_hash)
+        .bind(c.block_timestamp)
+        .bind(c.tx_hash)
+        .bind(c.log_index)
+        .bind(c.agent_id)
+        .bind(c.owner)
+        .bind(c.agent_uri)
+        .bind(c.updated_by)
+        .bind(c.metadata_key)
+        .bind(c.metadata_value)
+        .bind(c.from_address)
+        .bind(c.to_address)
+        .bind(c.client_address)
+        .bind(c.feedback_index)
+        .bind(c.value)
+        .bind(c.value_raw)
+        .bind(c.value_decimals)
+        .bind(c.tag1)
+        .bind(c.tag1_hash)
+        .bind(c.tag2)
+        .bind(c.endpoint)
+        .bind(c.feedback_uri)
+        .bind(c.feedback_hash)
+        .bind(c.responder)
+        .bind(c.response_uri)
+        .bind(c.response_hash)
+        .bind(c.validator_address)
+        .bind(c.request_uri)
+        .bind(c.request_hash)
+        .bind(c.response)
+        .bind(c.tag)
+        .bind(c.args)
+        .execute(executor)
+        .await?;
     Ok(result.rows_affected())
 }
 
