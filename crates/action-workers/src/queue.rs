@@ -77,7 +77,7 @@ impl Queue {
         self.redis.config().client()?.get_multiplexed_async_connection_with_config(&config).await
     }
 
-    /// New messages for this consumer, waiting up to `block` for some. A Redis that
+    /// New messages for this consumer, waiting up to `block` for some (zero: not at all). A Redis that
     /// restarted empty has lost the group: it is created again.
     pub async fn read(
         &self,
@@ -85,10 +85,11 @@ impl Queue {
         count: usize,
         block: Duration,
     ) -> redis::RedisResult<Vec<Message>> {
-        let options = StreamReadOptions::default()
-            .group(GROUP, &self.consumer)
-            .count(count)
-            .block(usize::try_from(block.as_millis()).unwrap_or(1_000));
+        let mut options = StreamReadOptions::default().group(GROUP, &self.consumer).count(count);
+        // Zero means "only what is there now" (BLOCK 0 would wait for ever).
+        if !block.is_zero() {
+            options = options.block(usize::try_from(block.as_millis()).unwrap_or(1_000));
+        }
         let reply: redis::RedisResult<Option<StreamReadReply>> =
             reader.xread_options(&[&self.stream], &[">"], &options).await;
         let reply = match reply {

@@ -106,10 +106,11 @@ impl Worker {
             }
         }
         let ids: Vec<uuid::Uuid> = work.iter().map(|(_, _, job)| job.job_id.0).collect();
-        let states = record::load_many(&self.pool, &ids).await?;
         let actions: Vec<ActionId> =
             work.iter().map(|(_, _, job)| job.action.id).collect::<HashSet<_>>().into_iter().collect();
-        let mut breakers = breaker::statuses(&self.pool, &actions).await?;
+        let (states, breakers) =
+            tokio::join!(record::load_many(&self.pool, &ids), breaker::statuses(&self.pool, &actions));
+        let (states, mut breakers) = (states?, breakers?);
 
         let mut attempts: Vec<(Job, i32, Attempt, After, String)> = Vec::with_capacity(work.len());
         for (message_id, payload, job) in work {
@@ -267,9 +268,20 @@ impl Worker {
                 let mut reader = queue.reader().await?;
                 // Batch N is recorded while batch N+1 is delivered; one batch at most waits.
                 let mut recording: Option<tokio::task::JoinHandle<Result<(), WorkerError>>> = None;
+                // The next batch is read while the current one is delivered.
+                let mut messages = queue.read(&mut reader, BATCH, Duration::from_millis(1_000)).await?;
                 loop {
-                    let messages = queue.read(&mut reader, BATCH, Duration::from_millis(1_000)).await?;
-                    let done = if messages.is_empty() { None } else { Some(self.deliver_batch(messages).await?) };
+                    let current = std::mem::take(&mut messages);
+                    let (next, done) = if current.is_empty() {
+                        (queue.read(&mut reader, BATCH, Duration::from_millis(1_000)).await, None)
+                    } else {
+                        let (next, done) = tokio::join!(
+                            queue.read(&mut reader, BATCH, Duration::from_millis(0)),
+                            self.deliver_batch(current)
+                        );
+                        (next, Some(done?))
+                    };
+                    messages = next?;
                     if let Some(previous) = recording.take() {
                         previous.await.unwrap_or(Ok(()))?;
                     }

@@ -5,12 +5,16 @@ mod actions;
 
 pub use self::actions::{MAX_MESSAGE_CHARS, mcp_arguments, telegram_message, truncate};
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use crate::job::Job;
+use chrono::{DateTime, Utc};
 use minijinja::{AutoEscape, Environment, Output, State};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::domain::{Decimal, JobId, StoredEvent, TriggerId};
+use crate::job::Job;
 
 #[derive(Debug, thiserror::Error)]
 #[error("the template cannot be rendered: {0}")]
@@ -31,27 +35,54 @@ pub fn chain_name(chain_id: u64) -> String {
     }
 }
 
+/// What templates see, borrowed from the job: `event`, `trigger`, `aggregates`, `chain`,
+/// `fired_at`, `job_id`.
+#[derive(Serialize)]
+struct Context<'a> {
+    event: &'a StoredEvent,
+    trigger: TriggerView<'a>,
+    aggregates: &'a BTreeMap<String, Option<Decimal>>,
+    chain: ChainView,
+    fired_at: &'a DateTime<Utc>,
+    job_id: &'a JobId,
+}
+
+#[derive(Serialize)]
+struct TriggerView<'a> {
+    id: &'a TriggerId,
+    name: &'a str,
+}
+
+#[derive(Serialize)]
+struct ChainView {
+    id: u64,
+    name: String,
+}
+
+fn borrowed(job: &Job) -> Context<'_> {
+    let chain_id = job.event.event.log.chain_id.0;
+    Context {
+        event: &job.event,
+        trigger: TriggerView { id: &job.trigger.id, name: &job.trigger.name },
+        aggregates: &job.aggregates,
+        chain: ChainView { id: chain_id, name: chain_name(chain_id) },
+        fired_at: &job.fired_at,
+        job_id: &job.job_id,
+    }
+}
+
 /// What templates see: `event`, `trigger`, `aggregates`, `chain`, `fired_at`, `job_id`.
 pub fn context(job: &Job) -> Value {
-    let chain_id = job.event.event.log.chain_id.0;
-    json!({
-        "event": job.event,
-        "trigger": {"id": job.trigger.id, "name": job.trigger.name},
-        "aggregates": job.aggregates,
-        "chain": {"id": chain_id, "name": chain_name(chain_id)},
-        "fired_at": job.fired_at,
-        "job_id": job.job_id,
-    })
+    serde_json::to_value(borrowed(job)).unwrap_or(Value::Null)
 }
 
 /// The body of a webhook: the rendered template, with every inserted value written as JSON
 /// (so a hostile string cannot break out of the document), or by default a JSON document
-/// with the job, the trigger, the event and the aggregates.
+/// with the job, the trigger, the event and the aggregates (written straight from the job).
 pub fn webhook_body(job: &Job, template: Option<&str>) -> Result<String, RenderError> {
-    let context = context(job);
     match template {
-        None => Ok(context.to_string()),
-        Some(source) => render(Escape::Json, source, &context),
+        None => serde_json::to_string(&borrowed(job)).map_err(|e| RenderError(e.to_string())),
+        Some(source) => render(Escape::Json, source, &context(job)),
     }
 }
 
