@@ -1,8 +1,12 @@
-.PHONY: run test migrate services fmt lint openapi
+.PHONY: run demo test migrate services fmt lint openapi
 
 ## Start PostgreSQL and Redis if needed, build, and run every service in the foreground.
 run:
 	@scripts/run.sh
+
+## The same, with demo traffic on the local devnet (registrations, feedback, validations).
+demo:
+	@DEVNET_ARGS=--demo scripts/run.sh
 
 ## Formatting, lints and the whole test suite against the real PostgreSQL and Redis.
 test:

@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
 # Builds and runs every service in the foreground with prefixed logs; Ctrl-C stops them all.
+# With no chain configured (no CHAIN_ID, INDEXER_CHAINS_FILE or config/chains.toml), a local
+# devnet is started too: anvil with the project's ERC-8004 registries, indexed at once.
+# DEVNET_ARGS=--demo (make demo) adds a stream of demo transactions on it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/services.sh
@@ -13,6 +16,21 @@ if [[ -z "${JWT_SECRET:-}" ]]; then
     JWT_SECRET=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
     export JWT_SECRET
     say "JWT_SECRET is not set: generated a random one for this local run only (tokens end with it)"
+fi
+
+if [[ -z "${CHAIN_ID:-}" && -z "${INDEXER_CHAINS_FILE:-}" && ! -f config/chains.toml ]]; then
+    scripts/chain-tools.sh
+    DEVNET_PORT=${DEVNET_PORT:-8545}
+    # anvil's first account deploys the registries with nonces 0, 1 and 2: these addresses.
+    export DEVNET_PORT CHAIN_ID=31337 CHAIN_NAME="Local devnet" CHAIN_RPC_URLS="http://127.0.0.1:$DEVNET_PORT" \
+        CHAIN_IDENTITY_ADDRESS=0x5FbDB2315678afecb367f032d93F642f64180aa3 \
+        CHAIN_REPUTATION_ADDRESS=0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512 \
+        CHAIN_VALIDATION_ADDRESS=0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0 \
+        CHAIN_CONFIRMATIONS=0 CHAIN_POLL_INTERVAL_MS=500
+    # Webhook receivers on this machine are allowed on the devnet only.
+    export WEBHOOK_ALLOWED_CIDRS=${WEBHOOK_ALLOWED_CIDRS:-127.0.0.0/8}
+    SERVICES=(devnet "${SERVICES[@]}")
+    say "no chain configured: starting a local devnet (anvil on port $DEVNET_PORT, chain 31337)"
 fi
 
 say "building ${SERVICES[*]} ($PROFILE profile)"
@@ -30,11 +48,20 @@ stop() {
 trap stop INT TERM EXIT
 
 for service in "${SERVICES[@]}"; do
+    args=()
+    [[ "$service" == devnet ]] && read -ra args <<< "${DEVNET_ARGS:-}"
     # Process substitution keeps $! the service's own pid, so the signal reaches it.
-    "$bin_dir/$service" > >(sed -u "s/^/[$service] /") 2>&1 &
+    "$bin_dir/$service" "${args[@]}" > >(sed -u "s/^/[$service] /") 2>&1 &
     pids+=($!)
 done
 
-say "API: http://127.0.0.1:${SERVER_PORT:-8080}/api/v1/health   metrics: http://127.0.0.1:${SERVER_PORT:-8080}/metrics"
+API="http://127.0.0.1:${SERVER_PORT:-8080}/api/v1"
+say "API: $API/health   Swagger UI: http://127.0.0.1:${SERVER_PORT:-8080}/api-docs/   metrics: http://127.0.0.1:${SERVER_PORT:-8080}/metrics"
+cat <<NEXT
+[run] next, in another terminal (a webhook receiver of yours on port 9000, say):
+  curl -s -XPOST $API/auth/register -H 'content-type: application/json' -d '{"email":"me@example.com","password":"a long password"}'
+  TOKEN=\$(curl -s -XPOST $API/auth/login -H 'content-type: application/json' -d '{"email":"me@example.com","password":"a long password"}' | sed 's/.*"token":"\\([^"]*\\)".*/\\1/')
+  curl -s -XPOST $API/triggers -H "authorization: Bearer \$TOKEN" -H 'content-type: application/json' -d '{"name":"Poor feedback","scope":{"event_types":["NewFeedback"]},"condition":{"field":"value","op":"lt","value":"50"},"actions":[{"type":"webhook","url":"http://127.0.0.1:9000/hook"}]}'
+NEXT
 # Returns when any service exits; the trap then stops the others.
 wait -n

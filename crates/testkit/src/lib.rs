@@ -2,7 +2,6 @@
 //! cloned from a template that holds the current migrations, and its own Redis key prefix,
 //! so tests run in parallel against the machine's real services without seeing each other.
 
-pub mod chain;
 pub mod database;
 pub mod fixtures;
 pub mod net;
@@ -11,6 +10,11 @@ pub mod redis_server;
 pub mod wait;
 
 pub use database::TestDb;
+
+/// anvil with the project's registries (the devnet crate, used by tests as by `make run`).
+pub mod chain {
+    pub use devnet::chain::*;
+}
 
 use shared::config::RedisConfig;
 

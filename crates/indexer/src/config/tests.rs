@@ -101,6 +101,6 @@ fn the_example_file_is_valid() {
     assert_eq!(chains.len(), 2);
     assert_eq!(
         chains[1].registries.validation.map(|a| a.to_string()).as_deref(),
-        Some("0x9fe46736679d2d9a65f0992f2272de9f3c7b2bc4")
+        Some("0x9fe46736679d2d9a65f0992f2272de9f3c7fa6e0")
     );
 }

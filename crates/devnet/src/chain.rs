@@ -1,6 +1,6 @@
-//! A local EVM chain for tests: `anvil` (from the npm package `@foundry-rs/anvil`, installed
-//! by `scripts/chain-tools.sh`) on a free port, the project's ERC-8004 registry contracts
-//! deployed on it, and calls that emit each event.
+//! A local EVM chain: `anvil` (from the npm package `@foundry-rs/anvil`, installed by
+//! `scripts/chain-tools.sh`), the project's ERC-8004 registry contracts deployed on it, and
+//! calls that emit each event. Tests and `make run` both use it.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -73,13 +73,18 @@ impl Anvil {
         Self::start_with(&[]).await
     }
 
-    /// Starts anvil with extra command-line arguments.
+    /// Starts anvil on a free port with extra command-line arguments.
     pub async fn start_with(args: &[&str]) -> Self {
-        let mut anvil = Self {
-            port: crate::net::closed_port(),
-            child: None,
-            extra: args.iter().map(|a| (*a).to_owned()).collect(),
-        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free loopback port");
+        Self::start_at(port, args).await
+    }
+
+    /// Starts anvil on `port`.
+    pub async fn start_at(port: u16, args: &[&str]) -> Self {
+        let mut anvil = Self { port, child: None, extra: args.iter().map(|a| (*a).to_owned()).collect() };
         anvil.spawn().await;
         anvil
     }
