@@ -17,7 +17,6 @@ done
 
 export TEST_DATABASE_URL=${TEST_DATABASE_URL:-postgres://$DB_USER@$DB_HOST:$DB_PORT/postgres}
 export TEST_REDIS_URL=${TEST_REDIS_URL:-redis://$REDIS_HOST:$REDIS_PORT/}
-export ANVIL_BIN=${ANVIL_BIN:-$PWD/tools/chain/node_modules/.bin/anvil}
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

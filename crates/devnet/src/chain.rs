@@ -44,10 +44,21 @@ fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// The anvil binary: `ANVIL_BIN`, or the one `scripts/chain-tools.sh` installs.
+/// The anvil binary: `ANVIL_BIN`, or the one `scripts/chain-tools.sh` installs. The npm
+/// package's own `bin/anvil` is a Node.js launcher that would outlive a kill of itself
+/// without its child; the platform package's binary is run directly.
 fn anvil_bin() -> PathBuf {
-    std::env::var_os("ANVIL_BIN")
-        .map(PathBuf::from)
+    if let Some(bin) = std::env::var_os("ANVIL_BIN") {
+        return PathBuf::from(bin);
+    }
+    let packages = workspace_root().join("tools/chain/node_modules/@foundry-rs");
+    std::fs::read_dir(&packages)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with("anvil-"))
+        .map(|entry| entry.path().join("bin/anvil"))
+        .find(|bin| bin.is_file())
         .unwrap_or_else(|| workspace_root().join("tools/chain/node_modules/.bin/anvil"))
 }
 
