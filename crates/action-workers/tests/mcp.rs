@@ -5,90 +5,13 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::Bench;
-use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
-use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ServerCapabilities, ServerConfig,
-};
-use rmcp::service::RequestContext;
-use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
-use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
-use rmcp::{ErrorData, RoleServer, ServerHandler};
-use serde_json::{Value, json};
+use serde_json::json;
 use testkit::fixtures::feedback;
+use testkit::outside::mcp_server::start_server;
 use testkit::wait;
-
-/// A call the server got: tool, arguments, `_meta`, and the Authorization header.
-#[derive(Debug, Clone)]
-struct Call {
-    tool: String,
-    arguments: Value,
-    meta: Value,
-    authorization: Option<String>,
-}
-
-#[derive(Clone, Default)]
-struct AgentServer {
-    calls: Arc<Mutex<Vec<Call>>>,
-}
-
-impl ServerHandler for AgentServer {
-    fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-    }
-
-    async fn call_tool(
-        &self,
-        request: CallToolRequestParams,
-        context: RequestContext<RoleServer>,
-    ) -> Result<CallToolResponse, ErrorData> {
-        let authorization = context
-            .extensions
-            .get::<http::request::Parts>()
-            .and_then(|parts| parts.headers.get("authorization"))
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        self.calls.lock().unwrap().push(Call {
-            tool: request.name.to_string(),
-            arguments: json!(request.arguments),
-            // rmcp hands the request's `_meta` to the handler in its context.
-            meta: serde_json::to_value(&context.meta).unwrap_or(Value::Null),
-            authorization,
-        });
-        match request.name.as_ref() {
-            "notify_feedback" => Ok(CallToolResult::success(vec![ContentBlock::text("noted")]).into()),
-            "refuse" => Ok(CallToolResult::error(vec![ContentBlock::text("not today")]).into()),
-            other => Err(ErrorData::invalid_params(format!("unknown tool {other}"), None)),
-        }
-    }
-}
-
-async fn start_server() -> (AgentServer, String) {
-    let server = AgentServer::default();
-    let handler = server.clone();
-    let service = StreamableHttpService::new(
-        move || Ok(handler.clone()),
-        Arc::new(LocalSessionManager::default()),
-        StreamableHttpServerConfig::default().with_sse_keep_alive(None),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://127.0.0.1:{}/mcp", listener.local_addr().unwrap().port());
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
-            let service = TowerToHyperService::new(service.clone());
-            tokio::spawn(async move {
-                let _ =
-                    hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
-            });
-        }
-    });
-    (server, url)
-}
 
 #[tokio::test]
 async fn the_tool_gets_rendered_arguments_the_job_id_and_the_secret_header() {

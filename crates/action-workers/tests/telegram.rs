@@ -5,66 +5,19 @@
 
 mod common;
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use common::Bench;
 use secrecy::SecretString;
-use serde_json::{Value, json};
+use serde_json::json;
 use shared::render::escape_markdown_v2;
 use testkit::fixtures::feedback;
+use testkit::outside::bot_api::BotApi;
 use testkit::wait;
 
 const HOSTILE: &str = "<b>&_*[]()~>#+-=|{}.!";
 const SERVER_TOKEN: &str = "111111:SERVERtokenSERVERtokenSERVER";
 const OWN_TOKEN: &str = "222222:OWNtokenOWNtokenOWNtokenOWN";
-
-/// A message the fake Bot API got: the token in its path, its JSON, when.
-#[derive(Debug, Clone)]
-struct Sent {
-    token: String,
-    body: Value,
-    at: Instant,
-}
-
-#[derive(Clone, Default)]
-struct BotApi {
-    sent: Arc<Mutex<Vec<Sent>>>,
-    answers: Arc<Mutex<VecDeque<(u16, Value)>>>,
-}
-
-async fn send_message(req: HttpRequest, body: web::Json<Value>, api: web::Data<BotApi>) -> HttpResponse {
-    let path = req.path().trim_start_matches("/bot");
-    let token = path.split('/').next().unwrap_or("").to_owned();
-    api.sent.lock().unwrap().push(Sent { token, body: body.into_inner(), at: Instant::now() });
-    let (status, reply) =
-        api.answers.lock().unwrap().pop_front().unwrap_or((200, json!({"ok": true, "result": {"message_id": 1}})));
-    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap()).json(reply)
-}
-
-impl BotApi {
-    async fn start() -> (Self, String) {
-        let api = Self::default();
-        let listener = testkit::net::listener();
-        let url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-        let data = web::Data::new(api.clone());
-        let server = HttpServer::new(move || {
-            App::new().app_data(data.clone()).route("/{bot}/sendMessage", web::post().to(send_message))
-        })
-        .workers(1)
-        .listen(listener)
-        .unwrap()
-        .run();
-        tokio::spawn(server);
-        (api, url)
-    }
-
-    fn sent(&self) -> Vec<Sent> {
-        self.sent.lock().unwrap().clone()
-    }
-}
 
 fn settings(api_url: &str) -> action_workers::Settings {
     let mut settings = Bench::settings(true);

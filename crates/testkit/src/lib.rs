@@ -5,6 +5,7 @@
 pub mod database;
 pub mod fixtures;
 pub mod net;
+pub mod outside;
 pub mod proxy;
 pub mod redis_server;
 pub mod wait;

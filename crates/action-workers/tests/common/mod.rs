@@ -3,13 +3,10 @@
 
 #![allow(dead_code)]
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use action_workers::Settings;
 use action_workers::ssrf::AddressPolicy;
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use event_processor::{Processor, Relay};
 use serde_json::Value;
 use shared::config::RedisConfig;
@@ -18,87 +15,8 @@ use shared::redis::RedisHandle;
 use shared::store;
 use shared::trigger::TriggerDefinition;
 use testkit::TestDb;
-
-/// One request the receiver got.
-#[derive(Debug, Clone)]
-pub struct Received {
-    pub headers: Vec<(String, String)>,
-    pub body: String,
-}
-
-impl Received {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-}
-
-/// An HTTP server that records requests and answers the scripted statuses in order (200
-/// once the script is empty).
-#[derive(Clone)]
-pub struct Receiver {
-    pub port: u16,
-    pub received: Arc<Mutex<Vec<Received>>>,
-    script: Arc<Mutex<VecDeque<u16>>>,
-    /// The answer once the script is used up.
-    default_status: Arc<Mutex<u16>>,
-    delay: Duration,
-}
-
-async fn receive(req: HttpRequest, body: web::Bytes, receiver: web::Data<Receiver>) -> HttpResponse {
-    let headers =
-        req.headers().iter().map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned())).collect();
-    receiver.received.lock().unwrap().push(Received { headers, body: String::from_utf8_lossy(&body).into_owned() });
-    if !receiver.delay.is_zero() {
-        tokio::time::sleep(receiver.delay).await;
-    }
-    let fallback = *receiver.default_status.lock().unwrap();
-    let status = receiver.script.lock().unwrap().pop_front().unwrap_or(fallback);
-    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap()).body(format!("answered {status}"))
-}
-
-impl Receiver {
-    pub async fn start() -> Self {
-        Self::start_slow(Duration::ZERO).await
-    }
-
-    /// A receiver that takes `delay` to answer each request.
-    pub async fn start_slow(delay: Duration) -> Self {
-        let listener = testkit::net::listener();
-        let port = listener.local_addr().unwrap().port();
-        let receiver = Self {
-            port,
-            received: Arc::default(),
-            script: Arc::default(),
-            default_status: Arc::new(Mutex::new(200)),
-            delay,
-        };
-        let data = web::Data::new(receiver.clone());
-        let server = HttpServer::new(move || App::new().app_data(data.clone()).default_service(web::to(receive)))
-            .workers(2)
-            .listen(listener)
-            .unwrap()
-            .run();
-        tokio::spawn(server);
-        receiver
-    }
-
-    pub fn answer(&self, statuses: &[u16]) {
-        self.script.lock().unwrap().extend(statuses);
-    }
-
-    /// Answers `status` to everything not scripted, from now on.
-    pub fn answer_always(&self, status: u16) {
-        *self.default_status.lock().unwrap() = status;
-    }
-
-    pub fn requests(&self) -> Vec<Received> {
-        self.received.lock().unwrap().clone()
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/hook", self.port)
-    }
-}
+#[allow(unused_imports)]
+pub use testkit::outside::receiver::{Received, Receiver};
 
 pub struct Bench {
     pub db: TestDb,
