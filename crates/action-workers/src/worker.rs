@@ -12,6 +12,7 @@ use shared::job::Job;
 use shared::redis::RedisHandle;
 use shared::trigger::{Action, ActionKind};
 use sqlx::PgPool;
+use tracing::Instrument;
 
 use crate::breaker::{self, Status};
 use crate::config::Settings;
@@ -115,9 +116,10 @@ impl Worker {
         let mut attempts: Vec<(Job, i32, Attempt, After, String)> = Vec::with_capacity(work.len());
         for (message_id, payload, job) in work {
             let span = tracing::info_span!("job", job.id = %job.job_id, trigger.id = %job.trigger.id, action.kind = job.kind().as_str());
-            let _entered = span.enter();
+            // Entered only around synchronous work: a span held across an await would leak
+            // into whatever else the thread polls meanwhile.
             let Some(state) = states.get(&job.job_id.0) else {
-                tracing::info!("the trigger or action was deleted; dropping the job");
+                span.in_scope(|| tracing::info!("the trigger or action was deleted; dropping the job"));
                 acks.push(message_id);
                 continue;
             };
@@ -149,7 +151,7 @@ impl Worker {
                 }
             };
             let number = state.attempts + 1;
-            let attempt = match self.attempt(&job, &state.secrets).await? {
+            let attempt = match self.attempt(&job, &state.secrets).instrument(span.clone()).await? {
                 Step::Attempted(attempt) => attempt,
                 Step::Hold(wait) => {
                     later.push((payload, due_in(wait)));
@@ -197,7 +199,9 @@ impl Worker {
                 };
                 later.push((payload, due_in(delay)));
             }
-            tracing::info!(attempt = number, outcome = ?after, status = ?attempt.status, error = ?attempt.error, "delivery attempt");
+            span.in_scope(|| {
+                tracing::info!(attempt = number, outcome = ?after, status = ?attempt.status, error = ?attempt.error, "delivery attempt");
+            });
             attempts.push((job, number, attempt, after, message_id));
         }
 

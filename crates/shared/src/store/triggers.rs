@@ -9,7 +9,8 @@ use crate::domain::{ActionId, TriggerId, UserId};
 use crate::trigger::{Action, ActionKind, TriggerDefinition};
 
 /// Creates a trigger with its actions, in one transaction (a savepoint inside the caller's),
-/// returning their ids in order. `fires_from` defaults to the moment of creation: events
+/// returning their ids in order. `fires_from` defaults to the second of creation (block
+/// times are whole seconds, so an event mined in that very second fires it): events
 /// with an earlier block time never fire it.
 pub async fn insert(
     conn: &mut PgConnection,
@@ -22,7 +23,7 @@ pub async fn insert(
     let condition: Option<Value> = definition.rule.condition.as_ref().map(|_| definition.rule_json().1);
     sqlx::query(
         "INSERT INTO triggers (id, user_id, name, description, enabled, scope, condition, cooldown_secs, fires_from)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, COALESCE($9, now()))",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, COALESCE($9, date_trunc('second', now())))",
     )
     .bind(id)
     .bind(user)
@@ -56,7 +57,7 @@ pub async fn set_enabled(
     let result = sqlx::query(
         "UPDATE triggers
          SET enabled = $3,
-             fires_from = CASE WHEN $3 AND NOT enabled THEN COALESCE($4, now()) ELSE fires_from END,
+             fires_from = CASE WHEN $3 AND NOT enabled THEN COALESCE($4, date_trunc('second', now())) ELSE fires_from END,
              version = version + 1, updated_at = now()
          WHERE id = $2 AND user_id = $1",
     )
