@@ -22,5 +22,7 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+step "cargo build --bins (the fault test runs the services as processes)"
+cargo build --workspace --bins --locked
 step "cargo test"
 cargo test --workspace --locked

@@ -168,6 +168,13 @@ impl Registries {
         receipt
     }
 
+    /// Submits `call` to `to` from the deploying account without waiting for its receipt
+    /// (anvil mines it at once); its transaction hash.
+    pub async fn submit(&self, to: Address, call: impl SolCall) -> B256 {
+        let request = TransactionRequest::default().from(self.account).to(to).with_input(call.abi_encode());
+        *self.provider.send_transaction(request).await.expect("send transaction").tx_hash()
+    }
+
     /// Sends `call` to `to` from the deploying account and waits for it to be mined.
     pub async fn call(&self, to: Address, call: impl SolCall) -> TransactionReceipt {
         self.call_from(self.account, to, call).await

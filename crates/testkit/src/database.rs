@@ -28,6 +28,17 @@ pub fn admin_options() -> PgConnectOptions {
 }
 
 impl TestDb {
+    /// The database as `DB_*` variables, for a service started as a process.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        let admin = admin_options();
+        vec![
+            ("DB_HOST", admin.get_host().to_owned()),
+            ("DB_PORT", admin.get_port().to_string()),
+            ("DB_USER", admin.get_username().to_owned()),
+            ("DB_NAME", self.name.clone()),
+        ]
+    }
+
     /// Creates `erc8004_test_<random>` from the template of the current migrations.
     pub async fn new() -> Self {
         let admin = admin_options();
