@@ -29,7 +29,7 @@ const AGENTS: u64 = 10;
 /// What feedback number `i` says.
 fn feedback_of(i: u64) -> (u64, i128, &'static str) {
     let value = i128::from((i * 37 + 11) % 100);
-    (i % AGENTS, value, if i % 3 == 0 { "latency" } else { "uptime" })
+    (i % AGENTS, value, if i.is_multiple_of(3) { "latency" } else { "uptime" })
 }
 
 /// One service binary, run as a process with its own environment.
