@@ -1,4 +1,4 @@
-.PHONY: run demo test migrate services fmt lint openapi
+.PHONY: run demo test bench migrate services fmt lint openapi
 
 ## Start PostgreSQL and Redis if needed, build, and run every service in the foreground.
 run:
@@ -11,6 +11,10 @@ demo:
 ## Formatting, lints and the whole test suite against the real PostgreSQL and Redis.
 test:
 	@scripts/test.sh
+
+## Every benchmark; writes docs/benchmarks.md (about ten minutes).
+bench:
+	@scripts/bench.sh
 
 ## Apply the database migrations by hand (services also apply them at start).
 migrate: services

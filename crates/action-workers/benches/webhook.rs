@@ -200,5 +200,10 @@ async fn main() {
             ours / limit,
             ours / logged
         );
+        println!(
+            "| workers: signed webhooks delivered and logged, {concurrency} worker(s) | {ours:.0}/s | {limit:.0}/s bare loop; {logged:.0}/s bare loop keeping the log | {:.2}; {:.2} |",
+            ours / limit,
+            ours / logged
+        );
     }
 }

@@ -267,6 +267,10 @@ async fn main() {
         "processor (match + aggregates + outbox + cursor in one transaction, then relay, {jobs} jobs): median {rate:.0} events/s"
     );
     println!("ratio to the limit: {:.2}", rate / limit_rate);
+    println!(
+        "| processor: events matched, state + outbox + cursor committed, relayed | {rate:.0} events/s | {limit_rate:.0} events/s (read + parse + XADD) | {:.2} |",
+        rate / limit_rate
+    );
 
     // Steady state: no autovacuum of the 100,000 fresh rows in the middle of the run.
     sqlx::query("VACUUM ANALYZE").execute(&db.pool).await.expect("vacuum");
@@ -278,6 +282,11 @@ async fn main() {
         percentile(&latencies, 90.0),
         percentile(&latencies, 99.0),
         latencies.last().copied().unwrap_or(f64::NAN)
+    );
+    println!(
+        "| processor: commit -> XADD latency at {LATENCY_RATE} events/s | p50 {:.1} ms, p99 {:.1} ms | | |",
+        percentile(&latencies, 50.0),
+        percentile(&latencies, 99.0)
     );
     println!(
         "  of which commit -> decision: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms",

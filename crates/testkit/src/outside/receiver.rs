@@ -12,6 +12,8 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 pub struct Received {
     pub headers: Vec<(String, String)>,
     pub body: String,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 impl Received {
@@ -35,11 +37,11 @@ pub struct Receiver {
 async fn receive(req: HttpRequest, body: web::Bytes, receiver: web::Data<Receiver>) -> HttpResponse {
     let headers =
         req.headers().iter().map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned())).collect();
-    receiver
-        .received
-        .lock()
-        .expect("receiver")
-        .push(Received { headers, body: String::from_utf8_lossy(&body).into_owned() });
+    receiver.received.lock().expect("receiver").push(Received {
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+        at: std::time::Instant::now(),
+    });
     if !receiver.delay.is_zero() {
         tokio::time::sleep(receiver.delay).await;
     }
