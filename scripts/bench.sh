@@ -28,7 +28,10 @@ report=docs/benchmarks.md
     echo
     echo "| what | ours | limit | ratio |"
     echo "|---|---|---|---|"
-    cat "$out"/*.txt | grep '^| ' || true
+    for bench in "${BENCHES[@]}"; do
+        read -r _ name <<< "$bench"
+        grep '^| ' "$out/$name.txt" || true
+    done
     for bench in "${BENCHES[@]}"; do
         read -r package name <<< "$bench"
         echo

@@ -2,7 +2,8 @@
 # Builds and runs every service in the foreground with prefixed logs; Ctrl-C stops them all.
 # With no chain configured (no CHAIN_ID, INDEXER_CHAINS_FILE or config/chains.toml), a local
 # devnet is started too: anvil with the project's ERC-8004 registries, indexed at once.
-# DEVNET_ARGS=--demo (make demo) adds a stream of demo transactions on it.
+# The devnet carries demo traffic (a transaction every DEMO_INTERVAL_MS, 3000 by default;
+# make demo: 1000), so that a trigger made on it fires; DEVNET_ARGS= turns it off.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/services.sh
@@ -29,6 +30,7 @@ if [[ -z "${CHAIN_ID:-}" && -z "${INDEXER_CHAINS_FILE:-}" && ! -f config/chains.
         CHAIN_CONFIRMATIONS=0 CHAIN_POLL_INTERVAL_MS=500
     # Webhook receivers on this machine are allowed on the devnet only.
     export WEBHOOK_ALLOWED_CIDRS=${WEBHOOK_ALLOWED_CIDRS:-127.0.0.0/8}
+    export DEMO_INTERVAL_MS=${DEMO_INTERVAL_MS:-3000}
     SERVICES=(devnet "${SERVICES[@]}")
     say "no chain configured: starting a local devnet (anvil on port $DEVNET_PORT, chain 31337)"
 fi
@@ -49,7 +51,7 @@ trap stop INT TERM EXIT
 
 for service in "${SERVICES[@]}"; do
     args=()
-    [[ "$service" == devnet ]] && read -ra args <<< "${DEVNET_ARGS:-}"
+    [[ "$service" == devnet ]] && read -ra args <<< "${DEVNET_ARGS---demo}"
     # Process substitution keeps $! the service's own pid, so the signal reaches it.
     "$bin_dir/$service" "${args[@]}" > >(sed -u "s/^/[$service] /") 2>&1 &
     pids+=($!)
