@@ -9,6 +9,8 @@ contract IdentityRegistry {
     event MetadataSet(uint256 indexed agentId, string indexed indexedMetadataKey, string metadataKey, bytes metadataValue);
     event URIUpdated(uint256 indexed agentId, string newURI, address indexed updatedBy);
     event Transfer(address indexed from, address indexed to, uint256 indexed tokenId);
+    // ERC-721's, not a registry event of SPEC 1.1: the indexer counts and skips it.
+    event Approval(address indexed owner, address indexed approved, uint256 indexed tokenId);
 
     uint256 public nextAgentId;
     mapping(uint256 => address) public ownerOf;
@@ -31,6 +33,11 @@ contract IdentityRegistry {
         require(ownerOf[agentId] == msg.sender, "not the owner");
         tokenURI[agentId] = newURI;
         emit URIUpdated(agentId, newURI, msg.sender);
+    }
+
+    function approve(address approved, uint256 agentId) external {
+        require(ownerOf[agentId] == msg.sender, "not the owner");
+        emit Approval(msg.sender, approved, agentId);
     }
 
     function transferFrom(address from, address to, uint256 agentId) external {

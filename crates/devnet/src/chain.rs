@@ -19,6 +19,7 @@ alloy::sol! {
         function setMetadata(uint256 agentId, string key, bytes value) external;
         function setAgentURI(uint256 agentId, string newURI) external;
         function transferFrom(address from, address to, uint256 agentId) external;
+        function approve(address approved, uint256 agentId) external;
     }
     interface ReputationRegistry {
         function giveFeedback(uint256 agentId, int128 value, uint8 valueDecimals, string tag1, string tag2, string endpoint, string feedbackURI, bytes32 feedbackHash) external;

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use alloy::primitives::{Address as RawAddress, B256};
+use alloy::primitives::Address as RawAddress;
 use chrono::{DateTime, Utc};
 use shared::domain::{ChainId, NewEvent};
 use sqlx::PgPool;
@@ -18,8 +18,9 @@ use crate::store;
 /// What one step did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
-    /// Blocks `from..=to` are stored, with `events` new events.
-    Indexed { from: u64, to: u64, events: u64 },
+    /// Blocks `from..=to` are stored, with `events` new events; `skipped` logs of the
+    /// registries were not registry events (or did not decode) and were counted.
+    Indexed { from: u64, to: u64, events: u64, skipped: u64 },
     /// The node refused a range; the next one is smaller.
     Shrunk { range: u64 },
     /// A reorg: the chain forked after block `fork` (`None`: after no remembered block);
@@ -51,7 +52,6 @@ pub struct ChainIndexer {
     pool: PgPool,
     rpc: Rpc,
     addresses: Vec<RawAddress>,
-    topics: Vec<B256>,
     range: u64,
     label: String,
 }
@@ -62,7 +62,7 @@ impl ChainIndexer {
         let addresses = config.registries.addresses().into_iter().map(|a| a.0).collect();
         let range = config.max_block_range;
         let label = config.chain_id.to_string();
-        Self { config, pool, rpc, addresses, topics: decode::known_topics(), range, label }
+        Self { config, pool, rpc, addresses, range, label }
     }
 
     pub fn chain(&self) -> ChainId {
@@ -95,7 +95,7 @@ impl ChainIndexer {
         }
         let to = target.min(next.saturating_add(self.range - 1));
         let end = self.rpc.block(to).await?;
-        let logs = match self.rpc.logs(next, to, &self.addresses, &self.topics).await {
+        let logs = match self.rpc.logs(next, to, &self.addresses).await {
             Ok(logs) => logs,
             Err(RpcFailure::Refused(reason)) if self.range > 1 => {
                 self.range = (to - next).div_ceil(2).max(1);
@@ -110,12 +110,12 @@ impl ChainIndexer {
         {
             return Err(IndexError::Moved);
         }
-        let events = self.decode(&logs, &end).await?;
+        let (events, skipped) = self.decode(&logs, &end).await?;
         let inserted = store::commit_range(&self.pool, self.config.chain_id, &events, &end).await?;
         metrics::counter!("indexer_events_inserted_total", "chain" => self.label.clone()).increment(inserted);
         self.range = self.range.saturating_mul(GROWTH).min(self.config.max_block_range);
         self.observe_lag(head, Some(to)).await;
-        Ok(Step::Indexed { from: next, to, events: inserted })
+        Ok(Step::Indexed { from: next, to, events: inserted, skipped })
     }
 
     async fn block_or_none(&mut self, number: u64) -> Result<Option<BlockRef>, IndexError> {
@@ -127,15 +127,21 @@ impl ChainIndexer {
     }
 
     /// Decodes the logs; the ones that are not registry events are counted and skipped.
-    async fn decode(&mut self, logs: &[alloy::rpc::types::Log], end: &BlockRef) -> Result<Vec<NewEvent>, IndexError> {
+    async fn decode(
+        &mut self,
+        logs: &[alloy::rpc::types::Log],
+        end: &BlockRef,
+    ) -> Result<(Vec<NewEvent>, u64), IndexError> {
         let mut times: HashMap<u64, DateTime<Utc>> = HashMap::from([(end.number, end.time)]);
         let mut events = Vec::with_capacity(logs.len());
+        let mut skipped = 0;
         for log in logs {
             if log.removed {
                 continue;
             }
             let Some(number) = log.block_number else {
                 self.skip(&DecodeError::Incomplete("the block number"));
+                skipped += 1;
                 continue;
             };
             let time = match (times.get(&number), log.block_timestamp) {
@@ -150,10 +156,13 @@ impl ChainIndexer {
             times.insert(number, time);
             match decode::decode(self.config.chain_id, log, time) {
                 Ok(event) => events.push(event),
-                Err(error) => self.skip(&error),
+                Err(error) => {
+                    self.skip(&error);
+                    skipped += 1;
+                }
             }
         }
-        Ok(events)
+        Ok((events, skipped))
     }
 
     fn skip(&self, error: &DecodeError) {
