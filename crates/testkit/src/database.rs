@@ -150,3 +150,22 @@ async fn ensure_template(conn: &mut PgConnection, admin: &PgConnectOptions, temp
 async fn exec(conn: &mut PgConnection, sql: &str) {
     sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(conn).await.unwrap_or_else(|err| panic!("{sql}: {err}"));
 }
+
+/// The write transactions open on the server, oldest first: a diagnosis for tests that time
+/// out waiting for rows to settle.
+pub async fn open_transactions() -> String {
+    let Ok(mut conn) = PgConnection::connect_with(&admin_options()).await else {
+        return "(the server cannot be reached)".to_owned();
+    };
+    let rows: Result<Vec<(String, String, String, String)>, _> = sqlx::query_as(
+        "SELECT COALESCE(datname, ''), COALESCE(state, ''), (now() - xact_start)::text, left(COALESCE(query, ''), 120)
+         FROM pg_stat_activity WHERE backend_xid IS NOT NULL ORDER BY xact_start",
+    )
+    .fetch_all(&mut conn)
+    .await;
+    match rows {
+        Ok(rows) if rows.is_empty() => "none".to_owned(),
+        Ok(rows) => rows.iter().map(|(db, state, age, query)| format!("[{db} {state} for {age}: {query}]")).collect(),
+        Err(err) => format!("(cannot list them: {err})"),
+    }
+}

@@ -4,7 +4,8 @@ use std::future::Future;
 use std::time::Duration;
 
 /// Polls `check` every 20 ms until it returns `Some`, or panics naming `what` after
-/// `timeout`.
+/// `timeout`, with the transactions open on the PostgreSQL server at that moment (readers
+/// that wait for settled transactions wait for the oldest of them).
 pub async fn until<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
 where
     F: FnMut() -> Fut,
@@ -15,7 +16,10 @@ where
         if let Some(value) = check().await {
             return value;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        if tokio::time::Instant::now() >= deadline {
+            let open = crate::database::open_transactions().await;
+            panic!("timed out after {timeout:?} waiting for {what}; transactions open on the server: {open}");
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
