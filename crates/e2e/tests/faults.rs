@@ -186,9 +186,15 @@ async fn every_expected_delivery_arrives_once_through_kills_and_a_redis_restart(
             _ => {}
         }
     }
+    // Transactions that arrive faster than anvil mines them wait in its pool until the next
+    // one arrives: mine until the last one is in a block.
     wait::until("the last transaction mined", Duration::from_secs(30), || async {
         use alloy::providers::Provider;
-        registries.provider.get_transaction_receipt(last).await.ok().flatten().map(|_| ())
+        let mined = registries.provider.get_transaction_receipt(last).await.ok().flatten().map(|_| ());
+        if mined.is_none() {
+            registries.mine(1).await;
+        }
+        mined
     })
     .await;
 
