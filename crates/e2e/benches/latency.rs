@@ -14,7 +14,6 @@ use alloy::providers::Provider;
 use alloy::rpc::types::Filter;
 use indexer::config::{ChainConfig, Registries as RegistryAddresses};
 use serde_json::{Value, json};
-use shared::domain::ChainId;
 use shared::redis::RedisHandle;
 use shared::store;
 use shared::trigger::TriggerDefinition;
@@ -47,20 +46,15 @@ async fn main() {
     store::triggers::insert(&mut conn, user, &definition, None).await.expect("insert trigger");
     drop(conn);
 
-    let chain = ChainConfig {
-        chain_id: ChainId(31337),
-        name: "Anvil".into(),
-        rpc_urls: vec![anvil.url().parse().expect("url")],
-        registries: RegistryAddresses {
+    let chain = ChainConfig::local(
+        anvil.url().parse().expect("url"),
+        RegistryAddresses {
             identity: registries.identity.into(),
             reputation: registries.reputation.into(),
             validation: Some(registries.validation.into()),
         },
-        start_block: 0,
-        confirmations: 0,
-        max_block_range: 100,
-        poll_interval: Duration::from_millis(50),
-    };
+        100,
+    );
     tokio::spawn(indexer::ChainIndexer::new(chain, db.pool.clone()).run());
     let processor =
         event_processor::Settings { poll_interval: Duration::from_millis(50), ..event_processor::Settings::default() };

@@ -14,7 +14,6 @@ use api_gateway::{AppState, Application};
 use indexer::config::{ChainConfig, Registries as RegistryAddresses};
 use secrecy::SecretString;
 use serde_json::{Value, json};
-use shared::domain::ChainId;
 use shared::redis::RedisHandle;
 use testkit::chain::{Anvil, IdentityRegistry, Registries, ReputationRegistry};
 use testkit::outside::bot_api::BotApi;
@@ -51,20 +50,15 @@ async fn feedback_on_chain_fires_a_trigger_made_through_the_api_to_three_targets
         (Receiver::start().await, BotApi::start().await, start_server().await);
 
     // Every service, in-process.
-    let chain = ChainConfig {
-        chain_id: ChainId(31337),
-        name: "Anvil".into(),
-        rpc_urls: vec![anvil.url().parse().unwrap()],
-        registries: RegistryAddresses {
+    let chain = ChainConfig::local(
+        anvil.url().parse().unwrap(),
+        RegistryAddresses {
             identity: registries.identity.into(),
             reputation: registries.reputation.into(),
             validation: Some(registries.validation.into()),
         },
-        start_block: 0,
-        confirmations: 0,
-        max_block_range: 100,
-        poll_interval: Duration::from_millis(50),
-    };
+        100,
+    );
     let indexer = tokio::spawn(indexer::ChainIndexer::new(chain, db.pool.clone()).run());
     let processor_settings =
         event_processor::Settings { poll_interval: Duration::from_millis(50), ..event_processor::Settings::default() };

@@ -11,7 +11,6 @@ use alloy::primitives::U256;
 use indexer::config::{ChainConfig, Registries as RegistryAddresses};
 use indexer::rpc::Rpc;
 use indexer::{ChainIndexer, Step};
-use shared::domain::ChainId;
 use testkit::TestDb;
 use testkit::chain::{Anvil, Registries, ReputationRegistry};
 
@@ -42,20 +41,15 @@ async fn main() {
     );
 
     let db = TestDb::new().await;
-    let config = ChainConfig {
-        chain_id: ChainId(31337),
-        name: "Anvil".into(),
-        rpc_urls: vec![anvil.url().parse().expect("url")],
-        registries: RegistryAddresses {
+    let config = ChainConfig::local(
+        anvil.url().parse().expect("url"),
+        RegistryAddresses {
             identity: registries.identity.into(),
             reputation: registries.reputation.into(),
             validation: Some(registries.validation.into()),
         },
-        start_block: 0,
-        confirmations: 0,
-        max_block_range: MAX_BLOCK_RANGE,
-        poll_interval: std::time::Duration::from_millis(100),
-    };
+        MAX_BLOCK_RANGE,
+    );
     let mut indexer = ChainIndexer::new(config.clone(), db.pool.clone());
     let mut ranges = Vec::new();
     let mut stored = 0;

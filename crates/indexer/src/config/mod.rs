@@ -69,6 +69,23 @@ pub struct ChainConfig {
     pub poll_interval: Duration,
 }
 
+impl ChainConfig {
+    /// A local chain (anvil, chain id 31337) read from block 0 with no confirmation delay,
+    /// polled every 50 ms: what the devnet's tests and benchmarks index.
+    pub fn local(rpc_url: Url, registries: Registries, max_block_range: u64) -> Self {
+        Self {
+            chain_id: ChainId(31337),
+            name: "Anvil".into(),
+            rpc_urls: vec![rpc_url],
+            registries,
+            start_block: 0,
+            confirmations: 0,
+            max_block_range,
+            poll_interval: Duration::from_millis(50),
+        }
+    }
+}
+
 /// Everything the indexer reads at start.
 #[derive(Debug, Clone)]
 pub struct IndexerConfig {

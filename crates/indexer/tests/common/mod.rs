@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use indexer::config::{ChainConfig, Registries as RegistryAddresses};
 use indexer::{ChainIndexer, Step};
-use shared::domain::{ChainId, StoredEvent};
+use shared::domain::StoredEvent;
 use shared::store::events::{self, EventFilter};
 use testkit::TestDb;
 use testkit::chain::{Anvil, Registries};
@@ -31,19 +31,14 @@ impl Chain {
     }
 
     pub fn config_for(&self, url: &str, max_block_range: u64) -> ChainConfig {
-        ChainConfig {
-            chain_id: ChainId(31337),
-            name: "Anvil".into(),
-            rpc_urls: vec![url.parse().unwrap()],
-            registries: RegistryAddresses {
-                identity: self.registries.identity.into(),
-                reputation: self.registries.reputation.into(),
-                validation: Some(self.registries.validation.into()),
-            },
-            start_block: 0,
-            confirmations: 0,
-            max_block_range,
-            poll_interval: Duration::from_millis(50),
+        ChainConfig::local(url.parse().unwrap(), self.addresses(), max_block_range)
+    }
+
+    pub fn addresses(&self) -> RegistryAddresses {
+        RegistryAddresses {
+            identity: self.registries.identity.into(),
+            reputation: self.registries.reputation.into(),
+            validation: Some(self.registries.validation.into()),
         }
     }
 
