@@ -7,6 +7,8 @@
 // Test code: a panic is how a failure is reported, in helpers as in tests.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -244,14 +246,7 @@ async fn every_expected_delivery_arrives_once_through_kills_and_a_redis_restart(
         expected.is_subset(&ids).then_some(ids)
     })
     .await;
-    wait::until("every job recorded as delivered", Duration::from_secs(60), || async {
-        let open: i64 = sqlx::query_scalar("SELECT count(*) FROM action_outbox WHERE status <> 'delivered'")
-            .fetch_one(&db.pool)
-            .await
-            .ok()?;
-        (open == 0).then_some(())
-    })
-    .await;
+    common::every_job_delivered(&db.pool, Duration::from_secs(60)).await;
 
     let requests = receiver.requests().len();
     let successes: Vec<(String, i64)> =

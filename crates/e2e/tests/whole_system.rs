@@ -5,6 +5,8 @@
 // Test code: a panic is how a failure is reported, in helpers as in tests.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::time::Duration;
 
 use action_workers::ssrf::AddressPolicy;
@@ -128,14 +130,7 @@ async fn feedback_on_chain_fires_a_trigger_made_through_the_api_to_three_targets
     let job_of = |kind: &str| items.iter().find(|d| d["kind"] == kind).unwrap()["job_id"].as_str().unwrap().to_owned();
 
     // Every job is finished: nothing more can be sent.
-    wait::until("every job finished", DEADLINE, || async {
-        let open: i64 = sqlx::query_scalar("SELECT count(*) FROM action_outbox WHERE status <> 'delivered'")
-            .fetch_one(&db.pool)
-            .await
-            .ok()?;
-        (open == 0).then_some(())
-    })
-    .await;
+    common::every_job_delivered(&db.pool, DEADLINE).await;
     let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM action_outbox").fetch_one(&db.pool).await.unwrap();
     assert_eq!(jobs, 3, "one firing, three actions");
 
