@@ -36,6 +36,9 @@ alloy::sol! {
         function validationResponse(address validator, uint256 agentId, bytes32 requestHash, uint8 response, string uri, bytes32 responseHash, bytes32 tag) external;
         function uriUpdated(uint256 agentId, string newUri) external;
     }
+    interface LogEmitter {
+        function emitLog(bytes32[] topics, bytes data) external;
+    }
     interface LegacyFeedbackInterim {
         function feedback(uint256 agentId, uint64 feedbackIndex, uint8 score, string tag1, string tag2, string endpoint, string feedbackURI, bytes32 feedbackHash) external;
     }

@@ -7,20 +7,22 @@ use std::time::Duration;
 
 use alloy::primitives::Address as RawAddress;
 use chrono::{DateTime, Utc};
-use shared::domain::{ChainId, NewEvent};
+use shared::domain::ChainId;
 use sqlx::PgPool;
 
 use crate::config::ChainConfig;
 use crate::decode::{self, DecodeError};
+use crate::quarantine::{Quarantined, RawLog, Stage};
 use crate::rpc::{BlockRef, Rpc, RpcFailure};
-use crate::store;
+use crate::store::{self, Range};
 
 /// What one step did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     /// Blocks `from..=to` are stored, with `events` new events; `skipped` logs of the
-    /// registries were not registry events (or did not decode) and were counted.
-    Indexed { from: u64, to: u64, events: u64, skipped: u64 },
+    /// registries were events the product does not use (counted), and `quarantined` logs
+    /// could not be decoded or stored (kept in `quarantined_logs`).
+    Indexed { from: u64, to: u64, events: u64, skipped: u64, quarantined: u64 },
     /// The node refused a range; the next one is smaller.
     Shrunk { range: u64 },
     /// A reorg: the chain forked after block `fork` (`None`: after no remembered block);
@@ -110,12 +112,18 @@ impl ChainIndexer {
         {
             return Err(IndexError::Moved);
         }
-        let (events, skipped) = self.decode(&logs, &end).await?;
-        let inserted = store::commit_range(&self.pool, self.config.chain_id, &events, &end).await?;
+        let (range, skipped) = self.decode(&logs, &end).await?;
+        let committed = store::commit_range(&self.pool, self.config.chain_id, range, &end).await?;
+        let inserted = committed.inserted;
+        let quarantined = u64::try_from(committed.quarantined).unwrap_or(u64::MAX);
         metrics::counter!("indexer_events_inserted_total", "chain" => self.label.clone()).increment(inserted);
+        if quarantined > 0 {
+            tracing::warn!(chain = %self.config.chain_id, from = next, to, quarantined, "logs quarantined");
+            metrics::counter!("indexer_quarantined_logs_total", "chain" => self.label.clone()).increment(quarantined);
+        }
         self.range = self.range.saturating_mul(GROWTH).min(self.config.max_block_range);
         self.observe_lag(head, Some(to)).await;
-        Ok(Step::Indexed { from: next, to, events: inserted, skipped })
+        Ok(Step::Indexed { from: next, to, events: inserted, skipped, quarantined })
     }
 
     async fn block_or_none(&mut self, number: u64) -> Result<Option<BlockRef>, IndexError> {
@@ -126,14 +134,15 @@ impl ChainIndexer {
         }
     }
 
-    /// Decodes the logs; the ones that are not registry events are counted and skipped.
-    async fn decode(
-        &mut self,
-        logs: &[alloy::rpc::types::Log],
-        end: &BlockRef,
-    ) -> Result<(Vec<NewEvent>, u64), IndexError> {
+    /// Decodes the logs: events beside their logs; events the product does not use are
+    /// counted and skipped (the number is returned); logs that do not decode are quarantined.
+    async fn decode(&mut self, logs: &[alloy::rpc::types::Log], end: &BlockRef) -> Result<(Range, u64), IndexError> {
         let mut times: HashMap<u64, DateTime<Utc>> = HashMap::from([(end.number, end.time)]);
-        let mut events = Vec::with_capacity(logs.len());
+        let mut range = Range {
+            events: Vec::with_capacity(logs.len()),
+            sources: Vec::with_capacity(logs.len()),
+            quarantined: Vec::new(),
+        };
         let mut skipped = 0;
         for log in logs {
             if log.removed {
@@ -154,23 +163,44 @@ impl ChainIndexer {
                 (None, None) => self.rpc.block(number).await?.time,
             };
             times.insert(number, time);
-            match decode::decode(self.config.chain_id, log, time) {
-                Ok(event) => events.push(event),
-                Err(error) => {
+            let source = RawLog::of(log);
+            match (decode::decode(self.config.chain_id, log, time), source) {
+                (Ok(event), Some(source)) => {
+                    range.events.push(event);
+                    range.sources.push(source);
+                }
+                (Err(error @ (DecodeError::Unused(_) | DecodeError::NoTopics)), _) => {
                     self.skip(&error);
+                    skipped += 1;
+                }
+                (Err(error @ (DecodeError::UnknownTopic(_) | DecodeError::Malformed { .. })), Some(source)) => {
+                    tracing::debug!(chain = %self.config.chain_id, %error, "log quarantined");
+                    range.quarantined.push(Quarantined { log: source, stage: Stage::Decode, reason: error.to_string() });
+                }
+                (Err(error), _) => {
+                    self.skip(&error);
+                    skipped += 1;
+                }
+                (Ok(_), None) => {
+                    self.skip(&DecodeError::Incomplete("the position"));
                     skipped += 1;
                 }
             }
         }
-        Ok((events, skipped))
+        Ok((range, skipped))
     }
 
     fn skip(&self, error: &DecodeError) {
         let kind = match error {
+            DecodeError::Unused(_) => "unused",
             DecodeError::UnknownTopic(_) | DecodeError::NoTopics => "unknown",
             DecodeError::Malformed { .. } | DecodeError::Incomplete(_) => "malformed",
         };
-        tracing::warn!(chain = %self.config.chain_id, %error, "log skipped");
+        if matches!(error, DecodeError::Incomplete(_)) {
+            tracing::warn!(chain = %self.config.chain_id, %error, "log skipped");
+        } else {
+            tracing::debug!(chain = %self.config.chain_id, %error, "log skipped");
+        }
         metrics::counter!("indexer_skipped_logs_total", "chain" => self.label.clone(), "reason" => kind).increment(1);
     }
 

@@ -6,6 +6,7 @@ pub mod abi;
 pub mod chain;
 pub mod config;
 pub mod decode;
+pub mod quarantine;
 pub mod rpc;
 pub mod store;
 

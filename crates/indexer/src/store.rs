@@ -6,6 +6,7 @@ use shared::domain::{ChainId, NewEvent};
 use shared::store::events::{self, StoreError};
 use sqlx::{PgConnection, PgPool};
 
+use crate::quarantine::{self, Quarantined, RawLog, Stage};
 use crate::rpc::BlockRef;
 
 /// How many range-end blocks per chain are kept to find a fork point.
@@ -38,16 +39,61 @@ pub async fn checkpoint(pool: &PgPool, chain: ChainId) -> Result<Option<Checkpoi
     }))
 }
 
-/// Stores the events of blocks up to `end` and moves the checkpoint to `end`, atomically.
-/// Returns how many events were new.
+/// What a range's transaction stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Committed {
+    /// Events that were new.
+    pub inserted: u64,
+    /// Logs kept in quarantine, those the store refused included.
+    pub quarantined: usize,
+}
+
+/// The decoded logs of one range: each event beside the log it came from.
+#[derive(Debug, Default)]
+pub struct Range {
+    pub events: Vec<NewEvent>,
+    pub sources: Vec<RawLog>,
+    pub quarantined: Vec<Quarantined>,
+}
+
+/// Stores the events of blocks up to `end`, keeps the quarantined logs, and moves the
+/// checkpoint to `end`, atomically. An event the store refuses does not fail the range: the
+/// rows are tried in halves until the refused ones are isolated, and those go to quarantine.
 pub async fn commit_range(
     pool: &PgPool,
     chain: ChainId,
-    events: &[NewEvent],
+    mut range: Range,
     end: &BlockRef,
-) -> Result<u64, StoreError> {
+) -> Result<Committed, StoreError> {
     let mut tx = pool.begin().await?;
-    let inserted = events::insert(&mut tx, events).await?;
+    let mut inserted = 0;
+    let mut pending = vec![0..range.events.len()];
+    while let Some(part) = pending.pop() {
+        if part.is_empty() {
+            continue;
+        }
+        let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
+        match events::insert(&mut savepoint, &range.events[part.clone()]).await {
+            Ok(n) => {
+                savepoint.commit().await?;
+                inserted += n;
+            }
+            Err(error) if error.is_row_fault() => {
+                savepoint.rollback().await?;
+                if part.len() == 1 {
+                    let log = range.sources[part.start].clone();
+                    let reason = shared::startup::error_chain(&error);
+                    range.quarantined.push(Quarantined { log, stage: Stage::Store, reason });
+                } else {
+                    let middle = part.start + part.len() / 2;
+                    pending.push(middle..part.end);
+                    pending.push(part.start..middle);
+                }
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    quarantine::keep(&mut tx, chain, &range.quarantined).await?;
     remember_block(&mut tx, chain, end).await?;
     sqlx::query(
         "INSERT INTO indexer_checkpoints (chain_id, last_block, last_block_hash) VALUES ($1, $2, $3)
@@ -59,7 +105,7 @@ pub async fn commit_range(
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(inserted)
+    Ok(Committed { inserted, quarantined: range.quarantined.len() })
 }
 
 async fn remember_block(conn: &mut PgConnection, chain: ChainId, block: &BlockRef) -> Result<(), sqlx::Error> {

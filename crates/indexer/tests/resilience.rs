@@ -121,7 +121,7 @@ async fn a_reorg_marks_the_dropped_events_removed_and_indexes_the_new_branch() {
     let summary: Vec<(String, bool)> = events
         .iter()
         .map(|e| match &e.event.data {
-            EventData::NewFeedback { tag1, .. } => (tag1.clone().unwrap(), e.removed),
+            EventData::NewFeedback { tag1, .. } => (tag1.clone().unwrap().into_string(), e.removed),
             other => panic!("unexpected {other:?}"),
         })
         .collect();

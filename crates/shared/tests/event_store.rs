@@ -79,7 +79,7 @@ async fn every_event_type_reads_back_exactly_as_written() {
     let datas = vec![
         EventData::Registered { owner: addr(1), agent_uri: "ipfs://agent-ü-名前".into() },
         EventData::MetadataSet { metadata_key: "endpoint".into(), metadata_value: HexBytes(vec![0, 1, 254, 255]) },
-        EventData::UriUpdated { agent_uri: String::new(), updated_by: addr(2) },
+        EventData::UriUpdated { agent_uri: Default::default(), updated_by: addr(2) },
         EventData::Transfer { from: addr(0), to: addr(3) },
         EventData::NewFeedback {
             client_address: addr(4),
@@ -98,9 +98,9 @@ async fn every_event_type_reads_back_exactly_as_written() {
             value: FeedbackValue::new(87, 0).unwrap(),
             tag1: None,
             tag1_hash: Some(h(10)),
-            tag2: String::new(),
-            endpoint: String::new(),
-            feedback_uri: String::new(),
+            tag2: Default::default(),
+            endpoint: Default::default(),
+            feedback_uri: Default::default(),
             feedback_hash: h(11),
         },
         EventData::FeedbackRevoked { client_address: addr(4), feedback_index: 1 },

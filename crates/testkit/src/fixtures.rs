@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use shared::domain::{AgentId, ChainEvent, ChainId, EventData, FeedbackValue, LogPosition, NewEvent};
+use shared::domain::{AgentId, ChainEvent, ChainId, EventData, FeedbackValue, LogPosition, NewEvent, Text};
 
 pub const REPUTATION: &str = "0x8004b663056a597dffe9eccc1965a193b7388713";
 pub const CLIENT: &str = "0x00000000000000000000000000000000000000c1";
@@ -37,11 +37,11 @@ pub fn feedback(block: u64, log_index: u32, agent: u64, value_raw: i128, decimal
         client_address: CLIENT.parse().expect("valid address"),
         feedback_index: Some(u64::from(log_index) + 1),
         value: FeedbackValue::new(value_raw, decimals).expect("at most 18 decimals"),
-        tag1: Some(tag1.to_owned()),
+        tag1: Some(tag1.into()),
         tag1_hash: None,
-        tag2: String::new(),
-        endpoint: String::new(),
-        feedback_uri: String::new(),
+        tag2: Text::default(),
+        endpoint: Text::default(),
+        feedback_uri: Text::default(),
         feedback_hash: hash(7).parse().expect("valid hash"),
     };
     event(position(block, log_index), AgentId::from(agent), data)
@@ -60,7 +60,7 @@ pub fn stored(id: i64, new: NewEvent) -> shared::domain::StoredEvent {
 /// A `Registered` event for `agent`, owned by `owner`.
 pub fn registered(block: u64, log_index: u32, agent: AgentId, owner: &str) -> NewEvent {
     let data =
-        EventData::Registered { owner: owner.parse().expect("valid address"), agent_uri: "ipfs://agent".to_owned() };
+        EventData::Registered { owner: owner.parse().expect("valid address"), agent_uri: "ipfs://agent".into() };
     event(position(block, log_index), agent, data)
 }
 

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{Address, AgentId, ChainId, Decimal, EventId, Hash32, HexBytes};
+use super::{Address, AgentId, ChainId, Decimal, EventId, Hash32, HexBytes, Text};
 
 /// The three ERC-8004 registries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -186,15 +186,15 @@ impl<'de> Deserialize<'de> for FeedbackValue {
 pub enum EventData {
     Registered {
         owner: Address,
-        agent_uri: String,
+        agent_uri: Text,
     },
     MetadataSet {
-        metadata_key: String,
+        metadata_key: Text,
         metadata_value: HexBytes,
     },
     #[serde(rename = "URIUpdated")]
     UriUpdated {
-        agent_uri: String,
+        agent_uri: Text,
         updated_by: Address,
     },
     Transfer {
@@ -208,13 +208,13 @@ pub enum EventData {
         #[serde(flatten)]
         value: FeedbackValue,
         /// `None` when only the keccak of the tag reached the logs (one interim layout).
-        tag1: Option<String>,
+        tag1: Option<Text>,
         /// keccak256 of tag1 as it stood in the topic, kept when the text is unknown.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tag1_hash: Option<Hash32>,
-        tag2: String,
-        endpoint: String,
-        feedback_uri: String,
+        tag2: Text,
+        endpoint: Text,
+        feedback_uri: Text,
         feedback_hash: Hash32,
     },
     FeedbackRevoked {
@@ -225,21 +225,21 @@ pub enum EventData {
         client_address: Address,
         feedback_index: u64,
         responder: Address,
-        response_uri: String,
+        response_uri: Text,
         response_hash: Hash32,
     },
     ValidationRequest {
         validator_address: Address,
-        request_uri: String,
+        request_uri: Text,
         request_hash: Hash32,
     },
     ValidationResponse {
         validator_address: Address,
         request_hash: Hash32,
         response: u8,
-        response_uri: String,
+        response_uri: Text,
         response_hash: Hash32,
-        tag: String,
+        tag: Text,
     },
 }
 

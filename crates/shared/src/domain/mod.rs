@@ -5,6 +5,7 @@ mod decimal;
 mod event;
 mod hex;
 mod ids;
+mod text;
 
 pub use self::decimal::{Decimal, DecimalError};
 pub use self::event::{
@@ -12,4 +13,5 @@ pub use self::event::{
     UnknownRegistry,
 };
 pub use self::hex::{Address, Hash32, HexBytes, HexError};
+pub use self::text::Text;
 pub use self::ids::{ActionId, AgentId, AgentIdError, ChainId, EventId, JobId, TriggerId, UserId};

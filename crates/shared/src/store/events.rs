@@ -5,7 +5,7 @@ use sqlx::{PgConnection, PgExecutor};
 
 use crate::domain::{
     Address, AgentId, ChainEvent, ChainId, EventData, EventId, EventType, FeedbackValue, Hash32, HexBytes, LogPosition,
-    NewEvent, StoredEvent,
+    NewEvent, StoredEvent, Text,
 };
 
 /// Rows per INSERT statement (each column travels as one array).
@@ -31,13 +31,31 @@ pub enum StoreError {
     BlockNumberTooLarge(u64),
 }
 
+impl StoreError {
+    /// Whether the failure lies in the rows themselves (a value out of range, a refused
+    /// constraint) rather than in the database being unavailable: storing the same rows
+    /// again would fail again.
+    pub fn is_row_fault(&self) -> bool {
+        match self {
+            StoreError::BlockNumberTooLarge(_) | StoreError::ChainIdTooLarge(_) => true,
+            StoreError::Database(sqlx::Error::Database(db)) => {
+                // 22: data exception, 23: integrity constraint violation, 54: program limit
+                // exceeded (e.g. an index row too large).
+                db.code().is_some_and(|code| ["22", "23", "54"].iter().any(|class| code.starts_with(class)))
+            }
+            StoreError::Database(sqlx::Error::Encode(_)) => true,
+            StoreError::Database(_) | StoreError::Malformed { .. } => false,
+        }
+    }
+}
+
 /// The per-type columns of one event, all optional, in table order.
 #[derive(Default, sqlx::FromRow)]
 struct TypedColumns {
     owner: Option<String>,
-    agent_uri: Option<String>,
+    agent_uri: Option<Text>,
     updated_by: Option<String>,
-    metadata_key: Option<String>,
+    metadata_key: Option<Text>,
     metadata_value: Option<String>,
     from_address: Option<String>,
     to_address: Option<String>,
@@ -46,20 +64,20 @@ struct TypedColumns {
     value: Option<String>,
     value_raw: Option<String>,
     value_decimals: Option<i16>,
-    tag1: Option<String>,
+    tag1: Option<Text>,
     tag1_hash: Option<String>,
-    tag2: Option<String>,
-    endpoint: Option<String>,
-    feedback_uri: Option<String>,
+    tag2: Option<Text>,
+    endpoint: Option<Text>,
+    feedback_uri: Option<Text>,
     feedback_hash: Option<String>,
     responder: Option<String>,
-    response_uri: Option<String>,
+    response_uri: Option<Text>,
     response_hash: Option<String>,
     validator_address: Option<String>,
-    request_uri: Option<String>,
+    request_uri: Option<Text>,
     request_hash: Option<String>,
     response: Option<i16>,
-    tag: Option<String>,
+    tag: Option<Text>,
 }
 
 impl TypedColumns {
@@ -165,9 +183,9 @@ struct ColumnBatch {
     log_index: Vec<i64>,
     agent_id: Vec<String>,
     owner: Vec<Option<String>>,
-    agent_uri: Vec<Option<String>>,
+    agent_uri: Vec<Option<Text>>,
     updated_by: Vec<Option<String>>,
-    metadata_key: Vec<Option<String>>,
+    metadata_key: Vec<Option<Text>>,
     metadata_value: Vec<Option<String>>,
     from_address: Vec<Option<String>>,
     to_address: Vec<Option<String>>,
@@ -176,20 +194,20 @@ struct ColumnBatch {
     value: Vec<Option<String>>,
     value_raw: Vec<Option<String>>,
     value_decimals: Vec<Option<i16>>,
-    tag1: Vec<Option<String>>,
+    tag1: Vec<Option<Text>>,
     tag1_hash: Vec<Option<String>>,
-    tag2: Vec<Option<String>>,
-    endpoint: Vec<Option<String>>,
-    feedback_uri: Vec<Option<String>>,
+    tag2: Vec<Option<Text>>,
+    endpoint: Vec<Option<Text>>,
+    feedback_uri: Vec<Option<Text>>,
     feedback_hash: Vec<Option<String>>,
     responder: Vec<Option<String>>,
-    response_uri: Vec<Option<String>>,
+    response_uri: Vec<Option<Text>>,
     response_hash: Vec<Option<String>>,
     validator_address: Vec<Option<String>>,
-    request_uri: Vec<Option<String>>,
+    request_uri: Vec<Option<Text>>,
     request_hash: Vec<Option<String>>,
     response: Vec<Option<i16>>,
-    tag: Vec<Option<String>>,
+    tag: Vec<Option<Text>>,
     args: Vec<serde_json::Value>,
 }
 
