@@ -49,7 +49,9 @@ impl McpClients {
         {
             return Attempt::failed(Verdict::Permanent, refused.to_string());
         }
-        let arguments = match shared::render::mcp_arguments(job, &action.arguments) {
+        let (owned_job, arguments) = (job.clone(), action.arguments.clone());
+        let rendering = move || shared::render::mcp_arguments(&owned_job, &arguments);
+        let arguments = match shared::render::off_thread(rendering).await {
             Ok(arguments) => arguments,
             Err(error) => return Attempt::failed(Verdict::Permanent, error.to_string()),
         };

@@ -12,7 +12,7 @@ use shared::trigger::{HttpMethod, WebhookAction};
 use crate::outcome::{Attempt, Verdict};
 use crate::signing::sign;
 use crate::ssrf::AddressPolicy;
-use shared::render::webhook_body;
+use shared::render::{off_thread, webhook_body};
 
 /// Bytes of a response kept in the delivery log.
 pub const EXCERPT_BYTES: usize = 4 * 1024;
@@ -59,7 +59,8 @@ impl WebhookClient {
         {
             return Attempt::failed(Verdict::Permanent, refused.to_string());
         }
-        let body = match webhook_body(job, action.body_template.as_deref()) {
+        let (owned_job, template) = (job.clone(), action.body_template.clone());
+        let body = match off_thread(move || webhook_body(&owned_job, template.as_deref())).await {
             Ok(body) => body,
             Err(err) => return Attempt::failed(Verdict::Permanent, err.to_string()),
         };

@@ -230,7 +230,9 @@ impl Worker {
                         "no bot token: set TELEGRAM_BOT_TOKEN or the action's bot_token",
                     )));
                 };
-                let text = match shared::render::telegram_message(job, &telegram) {
+                let (owned_job, owned_action) = (job.clone(), telegram.clone());
+                let rendering = move || shared::render::telegram_message(&owned_job, &owned_action);
+                let text = match shared::render::off_thread(rendering).await {
                     Ok(text) => text,
                     Err(error) => return Ok(Step::Attempted(Attempt::failed(Verdict::Permanent, error.to_string()))),
                 };

@@ -2,6 +2,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
+use crate::quotas::{MAX_ACTIONS_PER_TRIGGER, MAX_SCOPE_LIST_LEN, Quotas};
 use crate::rate_limit::RateLimits;
 use shared::config::{ConfigError, DatabaseConfig, Env, Problems, RedisConfig, ServerConfig};
 
@@ -18,6 +19,8 @@ pub struct GatewayConfig {
     /// How long a login token is valid (`JWT_EXPIRY_SECS`).
     pub jwt_lifetime: Duration,
     pub limits: RateLimits,
+    /// What one user may have (`QUOTA_*`).
+    pub quotas: Quotas,
     /// Browser origins allowed to call the API (`CORS_ORIGINS`); none by default.
     pub cors_origins: Vec<String>,
 }
@@ -56,9 +59,39 @@ impl GatewayConfig {
             jwt_lifetime: Duration::from_secs(
                 env.parsed("JWT_EXPIRY_SECS", 86_400u64, "a whole number of seconds", &mut problems).max(1),
             ),
+            quotas: quotas(env, &mut problems),
         };
         problems.finish(config)
     }
+}
+
+/// The per-user quotas (`QUOTA_*`): each at least 1, and those on one trigger no more than
+/// the trigger parser accepts at all.
+fn quotas(env: &Env, problems: &mut Problems) -> Quotas {
+    let defaults = Quotas::default();
+    Quotas {
+        triggers_per_user: quota(env, "QUOTA_TRIGGERS_PER_USER", defaults.triggers_per_user, u32::MAX, problems),
+        actions_per_trigger: quota(
+            env,
+            "QUOTA_ACTIONS_PER_TRIGGER",
+            defaults.actions_per_trigger,
+            MAX_ACTIONS_PER_TRIGGER,
+            problems,
+        ),
+        api_keys_per_user: quota(env, "QUOTA_API_KEYS_PER_USER", defaults.api_keys_per_user, u32::MAX, problems),
+        scope_list_len: quota(env, "QUOTA_SCOPE_LIST_LENGTH", defaults.scope_list_len, MAX_SCOPE_LIST_LEN, problems),
+    }
+}
+
+/// One quota: a whole number from 1 to `most`.
+fn quota(env: &Env, key: &str, default: u32, most: u32, problems: &mut Problems) -> u32 {
+    let value = env.parsed(key, default, "a whole number", problems);
+    if value == 0 {
+        problems.push(key, "must be at least 1");
+    } else if value > most {
+        problems.push(key, format!("must be at most {most}: a trigger cannot hold more"));
+    }
+    value.clamp(1, most)
 }
 
 #[cfg(test)]
@@ -101,5 +134,33 @@ mod tests {
         assert_eq!(config.redis.describe(), "127.0.0.1:6379");
         assert_eq!(config.server.socket_addr().to_string(), "0.0.0.0:8080");
         assert_eq!(config.database.max_connections, 10);
+        assert_eq!(config.quotas, Quotas::default());
+    }
+
+    #[test]
+    fn quotas_are_read_and_checked() {
+        let env = Env::from_pairs([
+            ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+            ("QUOTA_TRIGGERS_PER_USER", "3"),
+            ("QUOTA_ACTIONS_PER_TRIGGER", "2"),
+            ("QUOTA_API_KEYS_PER_USER", "1"),
+            ("QUOTA_SCOPE_LIST_LENGTH", "5"),
+        ]);
+        let quotas = GatewayConfig::from_env(&env).unwrap().quotas;
+        let want = Quotas { triggers_per_user: 3, actions_per_trigger: 2, api_keys_per_user: 1, scope_list_len: 5 };
+        assert_eq!(quotas, want);
+
+        let env = Env::from_pairs([
+            ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+            ("QUOTA_TRIGGERS_PER_USER", "0"),
+            ("QUOTA_ACTIONS_PER_TRIGGER", "11"),
+            ("QUOTA_API_KEYS_PER_USER", "many"),
+            ("QUOTA_SCOPE_LIST_LENGTH", "1001"),
+        ]);
+        let message = GatewayConfig::from_env(&env).unwrap_err().to_string();
+        assert!(message.contains("QUOTA_TRIGGERS_PER_USER: must be at least 1"), "{message}");
+        assert!(message.contains("QUOTA_ACTIONS_PER_TRIGGER: must be at most 10"), "{message}");
+        assert!(message.contains("QUOTA_API_KEYS_PER_USER: must be a whole number"), "{message}");
+        assert!(message.contains("QUOTA_SCOPE_LIST_LENGTH: must be at most 1000"), "{message}");
     }
 }

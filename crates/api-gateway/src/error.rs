@@ -57,6 +57,20 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
+    /// 409 `quota_exceeded`: the user already has as many of `what` as quota `quota` allows,
+    /// e.g. `quota "triggers_per_user" reached: at most 100 triggers per account`.
+    pub fn quota_reached(quota: &str, limit: u32, what: &str) -> Self {
+        Self::new(StatusCode::CONFLICT, "quota_exceeded", format!("quota \"{quota}\" reached: at most {limit} {what}"))
+    }
+
+    /// 422 `quota_exceeded`: the request goes beyond quota `quota` on its own, e.g.
+    /// `quota "actions_per_trigger" exceeded: at most 10 actions per trigger`; `details`
+    /// locate each excess by its JSON path.
+    pub fn quota_exceeded(quota: &str, limit: u32, what: &str, details: Vec<ErrorDetail>) -> Self {
+        let message = format!("quota \"{quota}\" exceeded: at most {limit} {what}");
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "quota_exceeded", message).with_details(details)
+    }
+
     /// Logs the cause and answers 500 without it. A value PostgreSQL refuses to store (a NUL
     /// character, a number out of range: SQLSTATE class 22) came from the request and is
     /// answered 400 instead.
@@ -74,6 +88,11 @@ impl ApiError {
 
     pub fn code(&self) -> &'static str {
         self.code
+    }
+
+    /// The faults located in the request body, if any.
+    pub fn details(&self) -> &[ErrorDetail] {
+        &self.details
     }
 }
 

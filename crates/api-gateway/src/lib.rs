@@ -5,6 +5,7 @@ pub mod auth;
 mod config;
 mod error;
 pub mod openapi;
+pub mod quotas;
 pub mod rate_limit;
 mod request_span;
 mod routes;

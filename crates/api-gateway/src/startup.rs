@@ -60,7 +60,10 @@ impl Application {
         let address = config.server.socket_addr();
         let listener = TcpListener::bind(address).map_err(|source| StartupError::Bind { address, source })?;
         let tokens = TokenKeys::new(&config.jwt_secret, config.jwt_lifetime);
-        let state = AppState::new(db, redis, tokens).with_limits(config.limits).with_cors_origins(config.cors_origins);
+        let state = AppState::new(db, redis, tokens)
+            .with_limits(config.limits)
+            .with_quotas(config.quotas)
+            .with_cors_origins(config.cors_origins);
         Self::serve(state, listener)
     }
 

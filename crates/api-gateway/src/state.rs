@@ -3,6 +3,7 @@ use shared::redis::RedisHandle;
 use sqlx::PgPool;
 
 use crate::auth::TokenKeys;
+use crate::quotas::Quotas;
 use crate::rate_limit::RateLimits;
 
 /// What every request handler can reach. Cheap to clone: everything inside is shared.
@@ -13,6 +14,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     pub tokens: TokenKeys,
     pub limits: RateLimits,
+    /// What one user may have.
+    pub quotas: Quotas,
     /// Browser origins allowed by CORS.
     pub cors_origins: Vec<String>,
 }
@@ -25,6 +28,7 @@ impl AppState {
             metrics: shared::metrics::prometheus(),
             tokens,
             limits: RateLimits::default(),
+            quotas: Quotas::default(),
             cors_origins: Vec::new(),
         }
     }
@@ -36,6 +40,11 @@ impl AppState {
 
     pub fn with_limits(mut self, limits: RateLimits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    pub fn with_quotas(mut self, quotas: Quotas) -> Self {
+        self.quotas = quotas;
         self
     }
 }

@@ -26,6 +26,61 @@ pub struct Settings {
     pub max_window_entries: usize,
     /// Outbox rows pushed to Redis per round trip.
     pub relay_batch_size: usize,
+    /// What the maintenance loop deletes, and how often.
+    pub retention: Retention,
+}
+
+/// How long finished work is kept (see [`crate::retention`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retention {
+    /// Finished outbox rows and delivery attempts older than this many days are deleted
+    /// (`RETENTION_DAYS`, at least 1).
+    pub days: u32,
+    /// Events older than this many days are deleted once nothing needs them
+    /// (`EVENTS_RETENTION_DAYS`); `None` keeps them forever, as the audit trail.
+    pub events_days: Option<u32>,
+    /// Time between two rounds (`RETENTION_INTERVAL_SECS`).
+    pub interval: Duration,
+    /// Rows per DELETE statement.
+    pub batch: usize,
+}
+
+/// The longest retention accepted, in days (a hundred years).
+const MAX_RETENTION_DAYS: u32 = 36_500;
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self { days: 30, events_days: None, interval: Duration::from_secs(3_600), batch: 10_000 }
+    }
+}
+
+impl Retention {
+    fn from_env(env: &Env, problems: &mut Problems) -> Self {
+        let defaults = Self::default();
+        let days = env.parsed("RETENTION_DAYS", defaults.days, "a whole number of days", problems);
+        if !(1..=MAX_RETENTION_DAYS).contains(&days) {
+            problems.push("RETENTION_DAYS", format!("must be between 1 and {MAX_RETENTION_DAYS}"));
+        }
+        let events_days = env.get("EVENTS_RETENTION_DAYS").map(|_| {
+            // A value that does not parse is reported once; the placeholder passes the range.
+            let days = env.parsed("EVENTS_RETENTION_DAYS", 1u32, "a whole number of days", problems);
+            if !(1..=MAX_RETENTION_DAYS).contains(&days) {
+                problems.push("EVENTS_RETENTION_DAYS", format!("must be between 1 and {MAX_RETENTION_DAYS}"));
+            }
+            days
+        });
+        let interval =
+            env.parsed("RETENTION_INTERVAL_SECS", defaults.interval.as_secs(), "a whole number of seconds", problems);
+        if interval == 0 {
+            problems.push("RETENTION_INTERVAL_SECS", "must be at least 1");
+        }
+        Self {
+            days: days.clamp(1, MAX_RETENTION_DAYS),
+            events_days: events_days.map(|d| d.clamp(1, MAX_RETENTION_DAYS)),
+            interval: Duration::from_secs(interval.max(1)),
+            batch: defaults.batch,
+        }
+    }
 }
 
 impl Default for Settings {
@@ -36,6 +91,7 @@ impl Default for Settings {
             warm_events_per_key: 1_000,
             max_window_entries: 10_000,
             relay_batch_size: 500,
+            retention: Retention::default(),
         }
     }
 }
@@ -61,6 +117,7 @@ impl ProcessorConfig {
         if poll_ms == 0 {
             problems.push("PROCESSOR_POLL_INTERVAL_MS", "must be at least 1");
         }
+        let retention = Retention::from_env(env, &mut problems);
         let metrics_addr =
             env.address_or_off("PROCESSOR_METRICS_ADDR", SocketAddr::from(([0, 0, 0, 0], 9101)), &mut problems);
         let config = Self {
@@ -72,9 +129,46 @@ impl ProcessorConfig {
                 warm_events_per_key: warm,
                 max_window_entries: entries.max(1),
                 relay_batch_size: defaults.relay_batch_size,
+                retention,
             },
             metrics_addr,
         };
         problems.finish(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retention_defaults_keep_events() {
+        let config = ProcessorConfig::from_env(&Env::from_pairs::<&str, &str>([])).unwrap();
+        assert_eq!(config.settings.retention, Retention::default());
+        assert_eq!(config.settings.retention.events_days, None);
+    }
+
+    #[test]
+    fn retention_reads_its_variables() {
+        let env = Env::from_pairs([
+            ("RETENTION_DAYS", "7"),
+            ("EVENTS_RETENTION_DAYS", "90"),
+            ("RETENTION_INTERVAL_SECS", "60"),
+        ]);
+        let retention = ProcessorConfig::from_env(&env).unwrap().settings.retention;
+        let expected = Retention { days: 7, events_days: Some(90), interval: Duration::from_secs(60), batch: 10_000 };
+        assert_eq!(retention, expected);
+    }
+
+    #[test]
+    fn bad_retention_values_are_all_reported() {
+        let env = Env::from_pairs([
+            ("RETENTION_DAYS", "0"),
+            ("EVENTS_RETENTION_DAYS", "a month"),
+            ("RETENTION_INTERVAL_SECS", "0"),
+        ]);
+        let err = ProcessorConfig::from_env(&env).unwrap_err();
+        let variables: Vec<&str> = err.problems.iter().map(|p| p.variable.as_str()).collect();
+        assert_eq!(variables, ["RETENTION_DAYS", "EVENTS_RETENTION_DAYS", "RETENTION_INTERVAL_SECS"]);
     }
 }

@@ -4,6 +4,7 @@
 //! transaction still running (`pg_snapshot_xmin`). A row whose id was drawn early but whose
 //! transaction committed late therefore appears after the cursor, never behind it.
 
+use chrono::{DateTime, Utc};
 use shared::store::events::{EventRow, SELECT_COLUMNS};
 use sqlx::{PgConnection, PgPool};
 
@@ -90,4 +91,17 @@ pub async fn advance(conn: &mut PgConnection, from: Cursor, to: Cursor) -> Resul
     .execute(conn)
     .await?;
     if moved.rows_affected() == 1 { Ok(()) } else { Err(CursorError::Moved) }
+}
+
+/// The block time of the first stored event after `cursor` (in the order the processor reads
+/// them, settled or not), `None` when there is none: how far back in block time the events
+/// still to be processed begin.
+pub async fn next_block_time(pool: &PgPool, cursor: Cursor) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT block_timestamp FROM events WHERE (tx_xid, id) > ($1::text::xid8, $2) ORDER BY tx_xid, id LIMIT 1",
+    )
+    .bind(cursor.xid.to_string())
+    .bind(cursor.id)
+    .fetch_optional(pool)
+    .await
 }

@@ -11,11 +11,12 @@ pub mod outbox;
 pub mod preview;
 pub mod processor;
 pub mod relay;
+pub mod retention;
 pub mod service;
 pub mod state;
 pub mod triggers;
 pub mod warm;
 
-pub use config::{ProcessorConfig, Settings};
+pub use config::{ProcessorConfig, Retention, Settings};
 pub use processor::{BatchReport, Processor};
 pub use relay::Relay;

@@ -1,5 +1,5 @@
-//! The running service: leadership, wake-ups, the batch loop and the relay, with back-off
-//! while PostgreSQL or Redis is away.
+//! The running service: leadership, wake-ups, the batch loop, the relay and, on the leader,
+//! retention, with back-off while PostgreSQL or Redis is away.
 
 use std::time::{Duration, Instant};
 
@@ -84,6 +84,8 @@ async fn lead(
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     tracing::info!("processor is the leader");
+    // Pruning runs only while this processor leads: losing the lead drops it.
+    let _retention = AbortOnDrop(tokio::spawn(crate::retention::run(pool.clone(), settings.retention.clone())));
     let mut listener = PgListener::connect_with(pool).await?;
     listener.listen_all(["new_event", "trigger_changed"]).await?;
 

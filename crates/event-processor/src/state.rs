@@ -291,3 +291,113 @@ impl CooldownRows {
         Ok(())
     }
 }
+
+/// One windowed aggregate (`count`, `avg`, `sum`, `min`, `max`) of a trigger: the id its state
+/// rows carry and its window on block time. EMAs have no window and never appear here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowedAggregate {
+    pub trigger: TriggerId,
+    pub aggregate: String,
+    pub window_secs: u64,
+}
+
+/// Deletes the state rows of `windows` whose window has passed, at most `batch` per
+/// statement, and returns how many went.
+///
+/// A row goes when both hold:
+/// - it has not been fed for longer than its window, on the wall clock: `updated_at` is
+///   before `idle_before - window`;
+/// - it holds no sample at or after `horizon - window` (block time).
+///
+/// `horizon` is a block time that no event still to be processed is older than (the caller
+/// keeps a margin for late events). An event at block time `at >= horizon` drops every sample
+/// at or before `at - window` before it is counted (see [`AggregateState::update`]), so it
+/// would drop all of this row's samples: to it the row is exactly an empty window, and an
+/// absent row is read as an empty window ([`StateCache::entry`] creates
+/// [`AggregateState::new`]). Deleting the row therefore changes no value any later event sees.
+///
+/// EMA rows, rows of other shapes and the warm markers ([`WARMED_MARKER`]) are never deleted.
+/// Each deletion checks `updated_at` again on the row it deletes, so a row the processor
+/// updates meanwhile stays.
+pub async fn prune_idle_aggregate_keys(
+    pool: &PgPool,
+    windows: &[WindowedAggregate],
+    idle_before: DateTime<Utc>,
+    horizon: DateTime<Utc>,
+    batch: usize,
+) -> Result<u64, sqlx::Error> {
+    if windows.is_empty() {
+        return Ok(0);
+    }
+    let triggers: Vec<uuid::Uuid> = windows.iter().map(|w| w.trigger.0).collect();
+    let aggregates: Vec<&str> = windows.iter().map(|w| w.aggregate.as_str()).collect();
+    let secs: Vec<i64> = windows.iter().map(|w| i64::try_from(w.window_secs).unwrap_or(i64::MAX)).collect();
+    let limit = i64::try_from(batch.max(1)).unwrap_or(i64::MAX);
+    let mut total = 0_u64;
+    loop {
+        // The JSON path is lax: a state whose entries are not what the processor writes
+        // holds no sample it can read, and the processor would reset it anyway.
+        let deleted = sqlx::query(
+            "WITH doomed AS (
+                SELECT s.trigger_id, s.aggregate, s.key, w.secs
+                FROM UNNEST($1::uuid[], $2::text[], $3::int8[]) AS w(trigger_id, aggregate, secs)
+                JOIN aggregate_state s ON s.trigger_id = w.trigger_id AND s.aggregate = w.aggregate
+                WHERE s.key <> $4
+                  AND s.state->>'t' = 'window'
+                  AND s.updated_at < $5::timestamptz - w.secs * interval '1 second'
+                  AND NOT jsonb_path_exists(s.state, '$.entries[*][0] ? (@ >= $oldest)',
+                                            jsonb_build_object('oldest', $6::int8 - w.secs), true)
+                LIMIT $7)
+             DELETE FROM aggregate_state s USING doomed d
+             WHERE s.trigger_id = d.trigger_id AND s.aggregate = d.aggregate AND s.key = d.key
+               AND s.updated_at < $5::timestamptz - d.secs * interval '1 second'",
+        )
+        .bind(&triggers)
+        .bind(&aggregates)
+        .bind(&secs)
+        .bind(WARMED_MARKER)
+        .bind(idle_before)
+        .bind(horizon.timestamp())
+        .bind(limit)
+        .execute(pool)
+        .await?
+        .rows_affected();
+        total += deleted;
+        if deleted < limit.unsigned_abs() {
+            return Ok(total);
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Deletes the cooldowns that ended before block time `horizon` (`last_fired_at +
+/// cooldown_secs` of the trigger as it is now), at most `batch` per statement, and returns
+/// how many went. `horizon` is a block time no event still to be processed is older than, so
+/// every later event finds the cooldown over, as it finds an absent one. What is lost is the
+/// row's count of suppressed firings.
+pub async fn prune_expired_cooldowns(pool: &PgPool, horizon: DateTime<Utc>, batch: usize) -> Result<u64, sqlx::Error> {
+    let limit = i64::try_from(batch.max(1)).unwrap_or(i64::MAX);
+    let mut total = 0_u64;
+    loop {
+        let deleted = sqlx::query(
+            "WITH doomed AS (
+                SELECT c.trigger_id, c.agent_key
+                FROM cooldowns c JOIN triggers t ON t.id = c.trigger_id
+                WHERE c.last_fired_at < $1::timestamptz - t.cooldown_secs * interval '1 second'
+                LIMIT $2)
+             DELETE FROM cooldowns c USING doomed d, triggers t
+             WHERE c.trigger_id = d.trigger_id AND c.agent_key = d.agent_key AND t.id = c.trigger_id
+               AND c.last_fired_at < $1::timestamptz - t.cooldown_secs * interval '1 second'",
+        )
+        .bind(horizon)
+        .bind(limit)
+        .execute(pool)
+        .await?
+        .rows_affected();
+        total += deleted;
+        if deleted < limit.unsigned_abs() {
+            return Ok(total);
+        }
+        tokio::task::yield_now().await;
+    }
+}

@@ -1,6 +1,6 @@
 //! The enabled triggers, loaded from PostgreSQL and kept current by version.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -8,6 +8,8 @@ use serde_json::Value;
 use shared::domain::{TriggerId, UserId};
 use shared::trigger::{Rule, StoredAction};
 use sqlx::PgPool;
+
+use crate::state::WindowedAggregate;
 
 /// A trigger as the processor evaluates it.
 #[derive(Debug)]
@@ -170,4 +172,44 @@ impl TriggerSet {
         }
         Ok(refresh)
     }
+}
+
+/// The windowed aggregates of up to `limit` triggers with a condition, enabled or not (a
+/// disabled trigger keeps its state for when it is enabled again), whose ids come after
+/// `after`; and the id of the last trigger read, `None` when there was none. A trigger that
+/// does not parse contributes nothing.
+pub async fn windowed_aggregates(
+    pool: &PgPool,
+    after: Option<TriggerId>,
+    limit: usize,
+) -> Result<(Vec<WindowedAggregate>, Option<TriggerId>), sqlx::Error> {
+    // Trigger ids are random UUIDs, never the nil one.
+    let after = after.map_or(uuid::Uuid::nil(), |id| id.0);
+    let rows: Vec<(TriggerId, Value, Value)> = sqlx::query_as(
+        "SELECT id, scope, condition FROM triggers WHERE id > $1 AND condition IS NOT NULL ORDER BY id LIMIT $2",
+    )
+    .bind(after)
+    .bind(i64::try_from(limit.max(1)).unwrap_or(i64::MAX))
+    .fetch_all(pool)
+    .await?;
+    let last = rows.last().map(|(id, _, _)| *id);
+    let mut windows = Vec::new();
+    for (id, scope, condition) in rows {
+        let rule = match Rule::parse(Some(&scope), Some(&condition)) {
+            Ok(rule) => rule,
+            Err(err) => {
+                tracing::debug!(trigger.id = %id, error = %err, "stored trigger does not parse; its state is kept");
+                continue;
+            }
+        };
+        let mut seen = HashSet::new();
+        for aggregate in rule.aggregates {
+            if let Some(window_secs) = aggregate.kind.window_secs()
+                && seen.insert(aggregate.id.clone())
+            {
+                windows.push(WindowedAggregate { trigger: id, aggregate: aggregate.id, window_secs });
+            }
+        }
+    }
+    Ok((windows, last))
 }

@@ -175,7 +175,11 @@ impl ChainIndexer {
                 }
                 (Err(error @ (DecodeError::UnknownTopic(_) | DecodeError::Malformed { .. })), Some(source)) => {
                     tracing::debug!(chain = %self.config.chain_id, %error, "log quarantined");
-                    range.quarantined.push(Quarantined { log: source, stage: Stage::Decode, reason: error.to_string() });
+                    range.quarantined.push(Quarantined {
+                        log: source,
+                        stage: Stage::Decode,
+                        reason: error.to_string(),
+                    });
                 }
                 (Err(error), _) => {
                     self.skip(&error);

@@ -117,7 +117,8 @@ fn decode_data(log: &PrimitiveLog) -> Result<(AgentId, EventData, Value), Decode
         current::Registered::SIGNATURE_HASH => {
             let e: raw::current::Registered = typed::<current::Registered, _>(log)?;
             let uri = texts.take("agentURI", &e.agentURI);
-            let args = json!({"agentId": e.agentId.to_string(), "agentURI": uri.as_str(), "owner": e.owner.to_string()});
+            let args =
+                json!({"agentId": e.agentId.to_string(), "agentURI": uri.as_str(), "owner": e.owner.to_string()});
             (agent(e.agentId), EventData::Registered { owner: e.owner.into(), agent_uri: uri }, args)
         }
         current::MetadataSet::SIGNATURE_HASH => {
@@ -438,7 +439,9 @@ mod tests {
     fn garbage_under_a_known_topic_is_malformed() {
         let mut log = feedback_log(b"x", b"y");
         log.data = alloy::primitives::LogData::new_unchecked(log.data.topics().to_vec(), vec![0xab; 10].into());
-        assert!(matches!(decode_data(&log), Err(DecodeError::Malformed { event, .. }) if event.starts_with("NewFeedback(")));
+        assert!(
+            matches!(decode_data(&log), Err(DecodeError::Malformed { event, .. }) if event.starts_with("NewFeedback("))
+        );
     }
 
     #[test]
@@ -449,7 +452,11 @@ mod tests {
             U256::from(1).to_be_bytes_vec().into(),
         );
         assert_eq!(decode_data(&log).unwrap_err(), DecodeError::Unused("MetadataUpdate(uint256)"));
-        let log = PrimitiveLog::new_unchecked(Default::default(), vec![unused::v4::Initialized::SIGNATURE_HASH], Default::default());
+        let log = PrimitiveLog::new_unchecked(
+            Default::default(),
+            vec![unused::v4::Initialized::SIGNATURE_HASH],
+            Default::default(),
+        );
         assert_eq!(decode_data(&log).unwrap_err(), DecodeError::Unused("Initialized(uint8)"));
     }
 }

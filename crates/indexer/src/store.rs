@@ -67,7 +67,9 @@ pub async fn commit_range(
 ) -> Result<Committed, StoreError> {
     let mut tx = pool.begin().await?;
     let mut inserted = 0;
-    let mut pending = vec![0..range.events.len()];
+    // Parts still to store, the next one last.
+    let mut pending: Vec<std::ops::Range<usize>> = Vec::new();
+    pending.push(0..range.events.len());
     while let Some(part) = pending.pop() {
         if part.is_empty() {
             continue;

@@ -27,7 +27,11 @@ async fn emit(r: &Registries, emitter: Address, data: LogData) {
 }
 
 async fn args_of(chain: &Chain, event: &StoredEvent) -> Value {
-    sqlx::query_scalar("SELECT args FROM events WHERE id = $1").bind(event.id.0).fetch_one(&chain.db.pool).await.unwrap()
+    sqlx::query_scalar("SELECT args FROM events WHERE id = $1")
+        .bind(event.id.0)
+        .fetch_one(&chain.db.pool)
+        .await
+        .unwrap()
 }
 
 /// Every text field of an event, by name.

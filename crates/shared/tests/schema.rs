@@ -33,6 +33,7 @@ const INDEXES: &[&str] = &[
     "users_email_unique",
     "triggers_user_idx",
     "action_outbox_unfinished_idx",
+    "action_outbox_event_idx",
     "deliveries_trigger_idx",
     "deliveries_one_success",
 ];

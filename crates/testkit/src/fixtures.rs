@@ -59,8 +59,7 @@ pub fn stored(id: i64, new: NewEvent) -> shared::domain::StoredEvent {
 
 /// A `Registered` event for `agent`, owned by `owner`.
 pub fn registered(block: u64, log_index: u32, agent: AgentId, owner: &str) -> NewEvent {
-    let data =
-        EventData::Registered { owner: owner.parse().expect("valid address"), agent_uri: "ipfs://agent".into() };
+    let data = EventData::Registered { owner: owner.parse().expect("valid address"), agent_uri: "ipfs://agent".into() };
     event(position(block, log_index), agent, data)
 }
 

@@ -29,7 +29,8 @@ pub struct KeyList {
     next_cursor: Option<String>,
 }
 
-/// `POST /api/v1/api-keys`: the key is in this answer and nowhere else, ever.
+/// `POST /api/v1/api-keys`: the key is in this answer and nowhere else, ever. A user with
+/// as many live keys as the quota `api_keys_per_user` allows gets 409 until one is revoked.
 #[utoipa::path(
     post, path = "/api/v1/api-keys", tag = "api-keys", operation_id = "createApiKey",
     security(("bearer" = [])),
@@ -38,6 +39,7 @@ pub struct KeyList {
         (status = 201, description = "the key, shown once", body = CreatedKey),
         (status = 400, description = "the request is not valid", body = crate::openapi::schemas::ErrorBody),
         (status = 401, description = "no valid token or API key", body = crate::openapi::schemas::ErrorBody),
+        (status = 409, description = "quota_exceeded: the user already holds as many live keys as the quota api_keys_per_user allows", body = crate::openapi::schemas::ErrorBody),
         (status = 429, description = "rate limited; see Retry-After", body = crate::openapi::schemas::ErrorBody),
     ),
 )]
@@ -53,8 +55,11 @@ pub async fn create(
     }
     let (key, prefix, digest) = new_key();
     let mut conn = state.db.acquire().await.map_err(|e| ApiError::internal(&e))?;
-    let row =
-        api_keys::insert(&mut conn, user.0, name.trim(), &prefix, &digest).await.map_err(|e| ApiError::internal(&e))?;
+    let max = state.quotas.api_keys_per_user;
+    let row = api_keys::insert_within_quota(&mut conn, user.0, name.trim(), &prefix, &digest, max)
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+        .ok_or_else(|| state.quotas.api_keys_reached())?;
     Ok(HttpResponse::Created().json(CreatedKey { row, key }))
 }
 

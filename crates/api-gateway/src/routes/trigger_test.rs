@@ -69,8 +69,8 @@ pub async fn test(
     };
     let preview =
         preview::preview(&state.db, &trigger, &event, MAX_WINDOW_ENTRIES).await.map_err(|e| ApiError::internal(&e))?;
-    let actions: Vec<Value> =
-        trigger.actions.iter().map(|action| rendered(&trigger, action, &event, &preview)).collect();
+    let jobs: Vec<Job> = trigger.actions.iter().map(|action| job_for(&trigger, action, &event, &preview)).collect();
+    let actions: Vec<Value> = render::off_thread(move || jobs.iter().map(rendered).collect()).await;
     Ok(HttpResponse::Ok().json(json!({
         "fires": preview.fires(),
         "outcome": preview.outcome,
@@ -166,27 +166,32 @@ fn split_decimal(value: &Value) -> Option<(String, u8)> {
     Some((raw, u8::try_from(fraction.len()).ok()?))
 }
 
-/// What one action would send for this event.
-fn rendered(trigger: &LoadedTrigger, action: &StoredAction, event: &StoredEvent, preview: &Preview) -> Value {
-    let job = Job {
+/// The job one action would get for this event.
+fn job_for(trigger: &LoadedTrigger, action: &StoredAction, event: &StoredEvent, preview: &Preview) -> Job {
+    Job {
         job_id: JobId::derive(event.id, trigger.id, action.id),
         trigger: JobTrigger { id: trigger.id, name: trigger.name.clone(), user_id: trigger.user_id },
         action: action.clone(),
         event: event.clone(),
         aggregates: preview.aggregates.clone(),
         fired_at: Utc::now(),
-    };
+    }
+}
+
+/// What one action would send for this event.
+fn rendered(job: &Job) -> Value {
+    let action = &job.action;
     let head = json!({"id": action.id, "type": action.kind.as_str()});
     let parsed: Action = match serde_json::from_value(action.config.clone()) {
         Ok(parsed) => parsed,
         Err(err) => return merge(head, json!({"error": format!("the action's configuration is unreadable: {err}")})),
     };
     let body = match parsed {
-        Action::Telegram(telegram) => render::telegram_message(&job, &telegram)
+        Action::Telegram(telegram) => render::telegram_message(job, &telegram)
             .map(|text| json!({"chat_id": telegram.chat_id, "parse_mode": telegram.parse_mode, "text": text})),
-        Action::Webhook(webhook) => render::webhook_body(&job, webhook.body_template.as_deref())
+        Action::Webhook(webhook) => render::webhook_body(job, webhook.body_template.as_deref())
             .map(|body| json!({"method": webhook.method, "url": webhook.url, "webhook_id": job.job_id, "body": body})),
-        Action::Mcp(mcp) => render::mcp_arguments(&job, &mcp.arguments)
+        Action::Mcp(mcp) => render::mcp_arguments(job, &mcp.arguments)
             .map(|arguments| json!({"server_url": mcp.server_url, "tool": mcp.tool, "arguments": arguments})),
     };
     merge(head, body.unwrap_or_else(|err| json!({"error": err.to_string()})))

@@ -36,16 +36,19 @@ fn trigger_id(raw: &str) -> Result<TriggerId, ApiError> {
     raw.parse().map_err(|_| not_found())
 }
 
-/// Parses a trigger with the processor's own parser: every fault with its JSON path.
-fn parse(body: &Value) -> Result<TriggerDefinition, ApiError> {
-    TriggerDefinition::parse(body).map_err(|errors| {
+/// Parses a trigger with the processor's own parser: every fault with its JSON path. Its
+/// templates are tried on sample events, so parsing runs on a thread of its own.
+async fn parse(body: &Value) -> Result<TriggerDefinition, ApiError> {
+    let body = body.clone();
+    shared::render::off_thread(move || TriggerDefinition::parse(&body)).await.map_err(|errors| {
         ApiError::new(StatusCode::BAD_REQUEST, "validation_failed", "the trigger is not valid")
             .with_details(errors.0.into_iter().map(|e| ErrorDetail { path: e.path, message: e.message }).collect())
     })
 }
 
 /// `POST /api/v1/triggers`. Each webhook action's signing secret is in this answer, and
-/// only here.
+/// only here. Over a quota: 409 (`triggers_per_user`) or 422 (`actions_per_trigger`,
+/// `scope_list_length`).
 #[utoipa::path(
     post, path = "/api/v1/triggers", tag = "triggers", operation_id = "createTrigger",
     security(("bearer" = [])),
@@ -54,7 +57,9 @@ fn parse(body: &Value) -> Result<TriggerDefinition, ApiError> {
         (status = 201, description = "the trigger; webhook actions show their signing secret here only", body = crate::openapi::schemas::Trigger),
         (status = 400, description = "the request is not valid", body = crate::openapi::schemas::ErrorBody),
         (status = 401, description = "no valid token or API key", body = crate::openapi::schemas::ErrorBody),
+        (status = 409, description = "quota_exceeded: the user already has as many triggers as the quota triggers_per_user allows", body = crate::openapi::schemas::ErrorBody),
         (status = 413, description = "the body is over 256 KiB", body = crate::openapi::schemas::ErrorBody),
+        (status = 422, description = "quota_exceeded: more actions (actions_per_trigger) or a longer scope list (scope_list_length) than the quotas allow; details name the path", body = crate::openapi::schemas::ErrorBody),
         (status = 429, description = "rate limited; see Retry-After", body = crate::openapi::schemas::ErrorBody),
     ),
 )]
@@ -63,10 +68,13 @@ pub async fn create(
     user: AuthUser,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
-    let definition = parse(&body)?;
+    let definition = parse(&body).await?;
+    state.quotas.check_trigger(&definition)?;
     let mut tx = state.db.begin().await.map_err(|e| ApiError::internal(&e))?;
-    let (id, actions) =
-        triggers::insert(&mut tx, user.0, &definition, None).await.map_err(|e| ApiError::internal(&e))?;
+    let created = triggers::insert_within_quota(&mut tx, user.0, &definition, state.quotas.triggers_per_user)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    let (id, actions) = created.ok_or_else(|| state.quotas.triggers_reached())?;
     let body = with_new_secrets(&mut tx, user, id, &actions).await?;
     tx.commit().await.map_err(|e| ApiError::internal(&e))?;
     Ok(HttpResponse::Created().json(body))
@@ -74,6 +82,7 @@ pub async fn create(
 
 /// `PUT /api/v1/triggers/{id}`: replaces the trigger. Actions that keep their position and
 /// kind keep their id and signing secret; new webhook actions show theirs in this answer.
+/// Over a quota on its size: 422 (`actions_per_trigger`, `scope_list_length`).
 #[utoipa::path(
     put, path = "/api/v1/triggers/{id}", tag = "triggers", operation_id = "replaceTrigger",
     security(("bearer" = [])),
@@ -85,6 +94,7 @@ pub async fn create(
         (status = 401, description = "no valid token or API key", body = crate::openapi::schemas::ErrorBody),
         (status = 404, description = "not found (or another user's)", body = crate::openapi::schemas::ErrorBody),
         (status = 413, description = "the body is over 256 KiB", body = crate::openapi::schemas::ErrorBody),
+        (status = 422, description = "quota_exceeded: more actions (actions_per_trigger) or a longer scope list (scope_list_length) than the quotas allow; details name the path", body = crate::openapi::schemas::ErrorBody),
         (status = 429, description = "rate limited; see Retry-After", body = crate::openapi::schemas::ErrorBody),
     ),
 )]
@@ -95,7 +105,8 @@ pub async fn replace(
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
     let id = trigger_id(&id)?;
-    let definition = parse(&body)?;
+    let definition = parse(&body).await?;
+    state.quotas.check_trigger(&definition)?;
     let mut tx = state.db.begin().await.map_err(|e| ApiError::internal(&e))?;
     let created = triggers::replace(&mut tx, user.0, id, &definition).await.map_err(|e| ApiError::internal(&e))?;
     let created = created.ok_or_else(not_found)?;

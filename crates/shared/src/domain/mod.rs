@@ -13,5 +13,5 @@ pub use self::event::{
     UnknownRegistry,
 };
 pub use self::hex::{Address, Hash32, HexBytes, HexError};
-pub use self::text::Text;
 pub use self::ids::{ActionId, AgentId, AgentIdError, ChainId, EventId, JobId, TriggerId, UserId};
+pub use self::text::Text;

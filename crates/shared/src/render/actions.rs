@@ -10,6 +10,15 @@ use crate::trigger::{ParseMode, TelegramAction};
 /// Telegram's limit on one message, in characters.
 pub const MAX_MESSAGE_CHARS: usize = 4096;
 
+/// Most a Telegram template may write before the message is cut to [`MAX_MESSAGE_CHARS`].
+pub const MAX_TELEGRAM_RENDER_BYTES: usize = 64 * 1024;
+
+/// Most a webhook body template may write.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// Most the rendered strings of one MCP call's arguments may hold together.
+pub const MAX_MCP_ARGUMENTS_BYTES: usize = 256 * 1024;
+
 const DEFAULT_TELEGRAM_TEMPLATE: &str = "{{ trigger.name }}: {{ event.event_type }} for agent {{ event.agent_id }} on {{ chain.name }}\
 {% if event.value is defined %}, value {{ event.value }}{% endif %}\
 {% if event.tag1 %} ({{ event.tag1 }}){% endif %} at block {{ event.block_number }}";
@@ -23,7 +32,7 @@ pub fn telegram_message(job: &Job, action: &TelegramAction) -> Result<String, Re
         ParseMode::Plain => Escape::Plain,
     };
     let source = action.template.as_deref().unwrap_or(DEFAULT_TELEGRAM_TEMPLATE);
-    let text = render(escape, source, &context(job))?;
+    let text = render(escape, source, &context(job), MAX_TELEGRAM_RENDER_BYTES)?;
     Ok(truncate(&text, action.parse_mode))
 }
 
@@ -54,20 +63,35 @@ pub fn truncate(text: &str, mode: ParseMode) -> String {
 }
 
 /// The MCP tool arguments: every string in them is a template, rendered with the job's
-/// context; other values are sent as written.
+/// context; other values are sent as written. Together the rendered strings hold at most
+/// [`MAX_MCP_ARGUMENTS_BYTES`].
 pub fn mcp_arguments(job: &Job, arguments: &Map<String, Value>) -> Result<Map<String, Value>, RenderError> {
-    fn walk(value: &Value, context: &Value) -> Result<Value, RenderError> {
+    /// Renders every string of `value`, from what is left of the budget.
+    fn walk(value: &Value, context: &Value, left: &mut usize) -> Result<Value, RenderError> {
         Ok(match value {
-            Value::String(source) => Value::String(render(Escape::Plain, source, context)?),
-            Value::Array(items) => Value::Array(items.iter().map(|v| walk(v, context)).collect::<Result<_, _>>()?),
+            Value::String(source) => {
+                let text = render(Escape::Plain, source, context, MAX_MCP_ARGUMENTS_BYTES)?;
+                *left = left.checked_sub(text.len()).ok_or_else(|| {
+                    RenderError::Budget(format!(
+                        "the arguments' strings hold more than {MAX_MCP_ARGUMENTS_BYTES} bytes together"
+                    ))
+                })?;
+                Value::String(text)
+            }
+            Value::Array(items) => {
+                Value::Array(items.iter().map(|v| walk(v, context, left)).collect::<Result<_, _>>()?)
+            }
             Value::Object(map) => Value::Object(
-                map.iter().map(|(k, v)| Ok((k.clone(), walk(v, context)?))).collect::<Result<_, RenderError>>()?,
+                map.iter()
+                    .map(|(k, v)| Ok((k.clone(), walk(v, context, left)?)))
+                    .collect::<Result<_, RenderError>>()?,
             ),
             other => other.clone(),
         })
     }
     let context = context(job);
-    arguments.iter().map(|(k, v)| Ok((k.clone(), walk(v, &context)?))).collect()
+    let mut left = MAX_MCP_ARGUMENTS_BYTES;
+    arguments.iter().map(|(k, v)| Ok((k.clone(), walk(v, &context, &mut left)?))).collect()
 }
 
 #[cfg(test)]

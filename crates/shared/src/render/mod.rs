@@ -2,8 +2,13 @@
 //! process, with inserted values escaped for where they go.
 
 mod actions;
+mod samples;
 
-pub use self::actions::{MAX_MESSAGE_CHARS, mcp_arguments, telegram_message, truncate};
+pub use self::actions::{
+    MAX_BODY_BYTES, MAX_MCP_ARGUMENTS_BYTES, MAX_MESSAGE_CHARS, MAX_TELEGRAM_RENDER_BYTES, mcp_arguments,
+    telegram_message, truncate,
+};
+pub use self::samples::{sample_event, trial_errors};
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -16,10 +21,41 @@ use serde_json::Value;
 use crate::domain::{Decimal, JobId, StoredEvent, TriggerId};
 use crate::job::Job;
 
-#[derive(Debug, thiserror::Error)]
-#[error("the template cannot be rendered: {0}")]
-pub struct RenderError(String);
+/// The work one render may do (minijinja's fuel): every instruction costs one, and every 64
+/// bytes a template produces or handles one more. An ordinary template uses a few hundred;
+/// a loop or a string that grows without end runs out long before it costs memory or time.
+pub const TEMPLATE_FUEL: u64 = 100_000;
 
+/// How deep loops and blocks may nest while rendering (a recursive loop that calls itself).
+pub const TEMPLATE_RECURSION_LIMIT: usize = 64;
+
+/// Why a template gave no output. Either way only the job at hand fails, permanently.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RenderError {
+    #[error("the template cannot be rendered: {0}")]
+    Template(String),
+    /// The template ran out of fuel, nested too deep, or wrote more than its action sends.
+    #[error("the template exceeds its budget: {0}")]
+    Budget(String),
+}
+
+impl RenderError {
+    pub fn is_budget(&self) -> bool {
+        matches!(self, RenderError::Budget(_))
+    }
+
+    fn of(error: &minijinja::Error) -> Self {
+        match error.kind() {
+            minijinja::ErrorKind::OutOfFuel => {
+                RenderError::Budget(format!("it ran out of fuel (at most {TEMPLATE_FUEL} units of work)"))
+            }
+            minijinja::ErrorKind::InvalidOperation if error.to_string().contains("recursion limit") => {
+                RenderError::Budget(format!("it nests deeper than {TEMPLATE_RECURSION_LIMIT} levels"))
+            }
+            _ => RenderError::Template(error.to_string()),
+        }
+    }
+}
 /// A readable name for the chains the project knows.
 pub fn chain_name(chain_id: u64) -> String {
     match chain_id {
@@ -81,8 +117,8 @@ pub fn context(job: &Job) -> Value {
 /// with the job, the trigger, the event and the aggregates (written straight from the job).
 pub fn webhook_body(job: &Job, template: Option<&str>) -> Result<String, RenderError> {
     match template {
-        None => serde_json::to_string(&borrowed(job)).map_err(|e| RenderError(e.to_string())),
-        Some(source) => render(Escape::Json, source, &context(job)),
+        None => serde_json::to_string(&borrowed(job)).map_err(|e| RenderError::Template(e.to_string())),
+        Some(source) => render(Escape::Json, source, &context(job), MAX_BODY_BYTES),
     }
 }
 
@@ -111,8 +147,9 @@ fn compiled() -> &'static Mutex<Compiled> {
     COMPILED.get_or_init(Mutex::default)
 }
 
-/// Renders `source` with `context`, escaping inserted values as `escape` says.
-pub fn render(escape: Escape, source: &str, context: &Value) -> Result<String, RenderError> {
+/// Renders `source` with `context`, escaping inserted values as `escape` says, within
+/// [`TEMPLATE_FUEL`] and at most `max_bytes` of output.
+pub fn render(escape: Escape, source: &str, context: &Value, max_bytes: usize) -> Result<String, RenderError> {
     let key = (escape, source.to_owned());
     let cached = compiled().lock().ok().and_then(|cache| cache.get(&key).cloned());
     let env = match cached {
@@ -120,7 +157,9 @@ pub fn render(escape: Escape, source: &str, context: &Value) -> Result<String, R
         None => {
             let mut env = Environment::new();
             configure(&mut env, escape);
-            env.add_template_owned("template", source.to_owned()).map_err(|e| RenderError(e.to_string()))?;
+            env.set_fuel(Some(TEMPLATE_FUEL));
+            env.set_recursion_limit(TEMPLATE_RECURSION_LIMIT);
+            env.add_template_owned("template", source.to_owned()).map_err(|e| RenderError::of(&e))?;
             let env = Arc::new(env);
             if let Ok(mut cache) = compiled().lock() {
                 if cache.len() >= MAX_CACHED_TEMPLATES {
@@ -131,8 +170,25 @@ pub fn render(escape: Escape, source: &str, context: &Value) -> Result<String, R
             env
         }
     };
-    let template = env.get_template("template").map_err(|e| RenderError(e.to_string()))?;
-    template.render(minijinja::value::Serde(context)).map_err(|e| RenderError(e.to_string()))
+    let template = env.get_template("template").map_err(|e| RenderError::of(&e))?;
+    let output = template.render(minijinja::value::Serde(context)).map_err(|e| RenderError::of(&e))?;
+    if output.len() > max_bytes {
+        return Err(RenderError::Budget(format!(
+            "it wrote {} bytes, over the {max_bytes} this action sends",
+            output.len()
+        )));
+    }
+    Ok(output)
+}
+
+/// Runs `render` (one of the functions of this module, given what it needs by value) on a
+/// thread of its own, so that even a render at the edge of its budget does not hold up the
+/// tasks of an async worker thread.
+pub async fn off_thread<T: Send + 'static>(render: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(render).await {
+        Ok(output) => output,
+        Err(join) => std::panic::resume_unwind(join.into_panic()),
+    }
 }
 
 fn configure(env: &mut Environment<'static>, escape: Escape) {

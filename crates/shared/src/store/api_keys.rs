@@ -2,7 +2,7 @@
 //! can recognise it by.
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgExecutor};
+use sqlx::{Connection, PgConnection, PgExecutor};
 
 use crate::domain::UserId;
 
@@ -34,6 +34,32 @@ pub async fn insert(
     .bind(digest)
     .fetch_one(conn)
     .await
+}
+
+/// Stores a key as [`insert`] does, unless the user already holds `max` keys that are not
+/// revoked: then `None`, and nothing is written. The owner's row stays locked until the
+/// caller's transaction ends, so two creations racing for the last place are decided one
+/// after the other, and the second one counts the first.
+pub async fn insert_within_quota(
+    conn: &mut PgConnection,
+    user: UserId,
+    name: &str,
+    prefix: &str,
+    digest: &[u8],
+    max: u32,
+) -> Result<Option<ApiKeyRow>, sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE").bind(user).execute(&mut *tx).await?;
+    let live: i64 = sqlx::query_scalar("SELECT count(*) FROM api_keys WHERE user_id = $1 AND revoked_at IS NULL")
+        .bind(user)
+        .fetch_one(&mut *tx)
+        .await?;
+    if live >= i64::from(max) {
+        return Ok(None);
+    }
+    let row = insert(&mut tx, user, name, prefix, digest).await?;
+    tx.commit().await?;
+    Ok(Some(row))
 }
 
 /// The user's keys that are not revoked, newest first.

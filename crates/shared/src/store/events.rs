@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor};
 
+use super::pages;
 use crate::domain::{
     Address, AgentId, ChainEvent, ChainId, EventData, EventId, EventType, FeedbackValue, Hash32, HexBytes, LogPosition,
     NewEvent, StoredEvent, Text,
@@ -518,4 +519,46 @@ pub async fn list<'e>(
         .fetch_all(db)
         .await?;
     rows.into_iter().map(StoredEvent::try_from).collect()
+}
+
+/// Deletes the events stored and mined before `cutoff` that the processor has read (at or
+/// before its cursor, `(processed_xid, processed_id)` in `(tx_xid, id)` order) and that no
+/// outbox row references, looking at `batch` events per statement; how many went.
+///
+/// Events are stored in id order, each stamped with the time of its transaction, so those
+/// stored before the cutoff are the first ids (to within the length of a transaction). Each
+/// statement takes the next `batch` ids and deletes those that qualify; a page that holds an
+/// event stored after the cutoff (or is the last) ends the pruning. Requiring the storage
+/// time as well as the block time keeps a backfill of old blocks for the whole period.
+pub async fn prune_processed_before(
+    pool: &sqlx::PgPool,
+    cutoff: DateTime<Utc>,
+    processed_xid: u64,
+    processed_id: i64,
+    batch: usize,
+) -> Result<u64, sqlx::Error> {
+    let limit = i64::try_from(batch.max(1)).unwrap_or(i64::MAX);
+    pages::delete_page_by_page(0_i64, |after| async move {
+        let (deleted, last, more): (i64, Option<i64>, bool) = sqlx::query_as(
+            "WITH page AS (SELECT id, inserted_at FROM events WHERE id > $1 ORDER BY id LIMIT $5),
+                      gone AS (DELETE FROM events e USING page
+                               WHERE e.id = page.id
+                                 AND e.inserted_at < $2 AND e.block_timestamp < $2
+                                 AND (e.tx_xid, e.id) <= ($3::text::xid8, $4)
+                                 AND NOT EXISTS (SELECT 1 FROM action_outbox o WHERE o.event_id = e.id)
+                               RETURNING e.id)
+                 SELECT (SELECT count(*) FROM gone),
+                        (SELECT max(id) FROM page),
+                        (SELECT count(*) FROM page) = $5 AND NOT EXISTS (SELECT 1 FROM page WHERE inserted_at >= $2)",
+        )
+        .bind(after)
+        .bind(cutoff)
+        .bind(processed_xid.to_string())
+        .bind(processed_id)
+        .bind(limit)
+        .fetch_one(pool)
+        .await?;
+        Ok((deleted, last.filter(|_| more)))
+    })
+    .await
 }

@@ -44,6 +44,35 @@ pub async fn insert(
     Ok((id, action_ids))
 }
 
+/// Creates a trigger as [`insert`] does, unless the user already has `max` triggers: then
+/// `None`, and nothing is written. The owner's row stays locked until the caller's
+/// transaction ends, so two creations racing for the last place are decided one after the
+/// other, and the second one counts the first.
+pub async fn insert_within_quota(
+    conn: &mut PgConnection,
+    user: UserId,
+    definition: &TriggerDefinition,
+    max: u32,
+) -> Result<Option<(TriggerId, Vec<ActionId>)>, sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    lock_owner(&mut tx, user).await?;
+    let count: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM triggers WHERE user_id = $1").bind(user).fetch_one(&mut *tx).await?;
+    if count >= i64::from(max) {
+        return Ok(None);
+    }
+    let created = insert(&mut tx, user, definition, None).await?;
+    tx.commit().await?;
+    Ok(Some(created))
+}
+
+/// Locks the owner's row against other quota checks (`FOR NO KEY UPDATE` conflicts with
+/// itself, not with the key-share locks that inserting a row referencing the user takes).
+async fn lock_owner(conn: &mut PgConnection, user: UserId) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE").bind(user).execute(conn).await?;
+    Ok(())
+}
+
 /// Enables or disables a trigger. Enabling moves `fires_from` to now (or the given time), so
 /// events from while it was disabled never fire it. Returns `false` when the user has no
 /// such trigger.

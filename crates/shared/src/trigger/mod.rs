@@ -155,6 +155,10 @@ impl TriggerDefinition {
             }
             _ => None,
         };
+        // Templates that cannot stay within their budget on an ordinary event of the scope.
+        for (index, key, error) in definition.iter().flat_map(crate::render::trial_errors) {
+            errors.add(&root.key("actions").index(index).key(key), error.to_string());
+        }
         errors.finish(definition)
     }
 }
