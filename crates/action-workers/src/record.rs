@@ -86,10 +86,27 @@ pub struct Recorded<'a> {
 /// Logs several attempts and finishes the jobs they end, in one transaction; the same rules
 /// as for a single attempt: a job already finished by another worker stays as it is, and a
 /// second success for one job is never recorded.
+///
+/// An attempt whose trigger or action was deleted while it was delivered is not logged (its
+/// log went with the trigger): the others are, whatever one user deletes meanwhile.
 pub async fn record_many(pool: &PgPool, attempts: &[Recorded<'_>]) -> Result<(), sqlx::Error> {
     if attempts.is_empty() {
         return Ok(());
     }
+    let mut tx = pool.begin().await?;
+    let triggers: Vec<uuid::Uuid> = attempts.iter().map(|r| r.job.trigger.id.0).collect();
+    let actions: Vec<uuid::Uuid> = attempts.iter().map(|r| r.job.action.id.0).collect();
+    let (live_triggers, live_actions) = shared::store::triggers::lock_existing(&mut tx, &triggers, &actions).await?;
+    let live: Vec<&Recorded<'_>> = attempts
+        .iter()
+        .filter(|r| live_triggers.contains(&r.job.trigger.id.0) && live_actions.contains(&r.job.action.id.0))
+        .collect();
+    if live.len() < attempts.len() {
+        let cancelled = attempts.len() - live.len();
+        tracing::info!(cancelled, "attempts of deleted triggers are not logged");
+        metrics::counter!("worker_cancelled_jobs_total").increment(u64::try_from(cancelled).unwrap_or(0));
+    }
+    let attempts = live;
     let jobs: Vec<uuid::Uuid> = attempts.iter().map(|r| r.job.job_id.0).collect();
     let triggers: Vec<uuid::Uuid> = attempts.iter().map(|r| r.job.trigger.id.0).collect();
     let actions: Vec<uuid::Uuid> = attempts.iter().map(|r| r.job.action.id.0).collect();
@@ -103,7 +120,6 @@ pub async fn record_many(pool: &PgPool, attempts: &[Recorded<'_>]) -> Result<(),
         attempts.iter().map(|r| i32::try_from(r.attempt.latency.as_millis()).unwrap_or(i32::MAX)).collect();
     let excerpts: Vec<Option<&str>> = attempts.iter().map(|r| r.attempt.excerpt.as_deref()).collect();
     let finals: Vec<Option<&str>> = attempts.iter().map(|r| r.after.status()).collect();
-    let mut tx = pool.begin().await?;
     sqlx::query(
         "INSERT INTO deliveries
             (job_id, trigger_id, action_id, event_id, kind, attempt, outcome, status_code, error, latency_ms, response_excerpt)

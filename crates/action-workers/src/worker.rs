@@ -119,7 +119,8 @@ impl Worker {
             // Entered only around synchronous work: a span held across an await would leak
             // into whatever else the thread polls meanwhile.
             let Some(state) = states.get(&job.job_id.0) else {
-                span.in_scope(|| tracing::info!("the trigger or action was deleted; dropping the job"));
+                span.in_scope(|| tracing::info!("the trigger or action was deleted; the job is cancelled, never sent"));
+                metrics::counter!("worker_cancelled_jobs_total").increment(1);
                 acks.push(message_id);
                 continue;
             };

@@ -1,22 +1,27 @@
 //! Processor benchmark: sustained events/s from the events table to Redis with 10,000
 //! enabled triggers (1,000 stateful, about 1% of events firing), the machine's limit for
-//! the same path without matching, and commit-to-XADD latency at 500 events/s.
+//! the same path without matching, and commit-to-XADD latency at 500 events/s. First, the
+//! memory of the trigger index for 10,000 triggers whose scopes list 100 agents each, against
+//! what the former index (one bucket per combination of the scope's lists) took.
 //!
 //! `cargo bench -p event-processor --bench processor` (against the machine's PostgreSQL and
 //! Redis, in a database and key prefix of its own).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use event_processor::cursor::{self, Cursor};
+use event_processor::matcher::TriggerIndex;
+use event_processor::triggers::LoadedTrigger;
 use event_processor::{Processor, Relay, Settings};
 use redis::AsyncCommands;
 use serde_json::json;
-use shared::domain::StoredEvent;
+use shared::domain::{AgentId, ChainId, EventType, StoredEvent, TriggerId, UserId};
 use shared::job::{STREAM_FIELD, stream_key};
 use shared::redis::RedisHandle;
 use shared::store;
-use shared::trigger::{ActionKind, TriggerDefinition};
+use shared::trigger::{ActionKind, Rule, TriggerDefinition};
 use testkit::TestDb;
 use testkit::fixtures::feedback;
 
@@ -207,9 +212,116 @@ async fn latency(db: &TestDb, redis: &RedisHandle, settings: Settings) -> (Vec<f
     (latencies, decide)
 }
 
+const INDEX_TRIGGERS: u64 = 10_000;
+const INDEX_AGENTS_EACH: u64 = 100;
+/// The agents the index figure's triggers watch: each is named by 20 triggers on average.
+const INDEX_AGENT_POPULATION: u64 = 50_000;
+
+/// Trigger `i` of the index figure: 100 agents spread over the population, and `extra` in
+/// its scope.
+fn index_trigger(i: u64, extra: &serde_json::Value) -> Arc<LoadedTrigger> {
+    let agents: Vec<String> = (0..INDEX_AGENTS_EACH)
+        .map(|j| ((i * 37 + j * (INDEX_AGENT_POPULATION / INDEX_AGENTS_EACH)) % INDEX_AGENT_POPULATION).to_string())
+        .collect();
+    let mut scope = extra.clone();
+    scope["agent_ids"] = json!(agents);
+    Arc::new(LoadedTrigger {
+        id: TriggerId::new_random(),
+        user_id: UserId::new_random(),
+        name: format!("index {i}"),
+        version: 1,
+        rule: Rule::parse(Some(&scope), None).expect("a valid scope"),
+        cooldown_secs: 0,
+        fires_from: chrono::Utc::now(),
+        actions: Vec::new(),
+    })
+}
+
+/// hashbrown's buckets for a table grown to `items`: a power of two, at most 7/8 full.
+fn table_buckets(items: usize) -> usize {
+    match items {
+        0 => 0,
+        1..4 => 4,
+        4..8 => 8,
+        _ => (items * 8 / 7).next_power_of_two(),
+    }
+}
+
+/// The bucket slots and heap bytes the former index took for `triggers`: one bucket per
+/// (chain or any) x (event type or any) x (agent or any) combination of each scope, each a
+/// `Vec` of `Arc` grown by pushes. The figure's triggers share their chains and event types
+/// and differ in their agents, which makes the count exact without building the buckets.
+fn former_index(triggers: &[Arc<LoadedTrigger>]) -> (usize, usize) {
+    let scope = &triggers[0].rule.scope;
+    let types = if scope.event_types.is_empty() && scope.registry.is_some() {
+        scope.event_types_in_scope()
+    } else {
+        scope.event_types.clone()
+    };
+    let combinations = scope.chain_ids.len().max(1) * types.len().max(1);
+    let mut naming: HashMap<AgentId, usize> = HashMap::new();
+    for trigger in triggers {
+        let s = &trigger.rule.scope;
+        assert!(s.chain_ids == scope.chain_ids && s.registry == scope.registry && s.event_types == scope.event_types);
+        for agent in &s.agent_ids {
+            *naming.entry(*agent).or_default() += 1;
+        }
+    }
+    type FormerKey = (Option<ChainId>, Option<EventType>, Option<AgentId>);
+    let arc = size_of::<Arc<LoadedTrigger>>();
+    let slots = combinations * naming.values().sum::<usize>();
+    let vectors = combinations * naming.values().map(|n| n.next_power_of_two().max(4) * arc).sum::<usize>();
+    let table = table_buckets(combinations * naming.len()) * (size_of::<(FormerKey, Vec<Arc<LoadedTrigger>>)>() + 1);
+    (slots, table + vectors)
+}
+
+fn mib(bytes: usize) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// Prints the memory of the trigger index for 10,000 triggers listing 100 agents each, with
+/// three kinds of scope, against the former index.
+fn index_memory() {
+    println!(
+        "trigger index memory: {INDEX_TRIGGERS} triggers x {INDEX_AGENTS_EACH} agents each \
+         ({INDEX_AGENT_POPULATION} agents, each named by ~{} triggers); triggers themselves not counted",
+        INDEX_TRIGGERS * INDEX_AGENTS_EACH / INDEX_AGENT_POPULATION
+    );
+    let chains: [u64; 10] = [1, 10, 56, 100, 137, 8453, 42161, 43114, 59144, 534352];
+    let shapes = [
+        ("agents only", json!({})),
+        ("agents + reputation registry", json!({"registry": "reputation"})),
+        ("agents + reputation registry + 10 chains", json!({"registry": "reputation", "chain_ids": chains})),
+    ];
+    for (name, extra) in shapes {
+        let triggers: Vec<_> = (0..INDEX_TRIGGERS).map(|i| index_trigger(i, &extra)).collect();
+        let started = Instant::now();
+        let index = TriggerIndex::build(&triggers);
+        let built = started.elapsed();
+        let (former_slots, former_bytes) = former_index(&triggers);
+        let bytes = index.approx_heap_bytes();
+        println!(
+            "  {name}: before {former_slots} slots, {:.1} MiB; after {} entries, {:.1} MiB (built in {built:.1?}); {:.1}x less",
+            mib(former_bytes),
+            index.entries(),
+            mib(bytes),
+            former_bytes as f64 / bytes as f64
+        );
+        if name.ends_with("10 chains") {
+            println!(
+                "| trigger index memory, {INDEX_TRIGGERS} triggers x {INDEX_AGENTS_EACH} agents (+ registry, 10 chains) | {:.1} MiB | {:.1} MiB before | {:.1}x less |",
+                mib(bytes),
+                mib(former_bytes),
+                former_bytes as f64 / bytes as f64
+            );
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() {
     shared::telemetry::init_telemetry("warn", false);
+    index_memory();
     let db = TestDb::new().await;
     let redis = RedisHandle::new(&testkit::redis_config()).expect("redis");
     let settings = Settings { poll_interval: Duration::from_millis(100), ..Settings::default() };

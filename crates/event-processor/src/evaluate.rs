@@ -37,7 +37,7 @@ pub fn plan(index: &TriggerIndex, events: &[StoredEvent]) -> Plan {
             plan.candidates.push(Vec::new());
             continue;
         }
-        let matching: Vec<_> = index.candidates(event).filter(|t| t.rule.scope.matches(event)).cloned().collect();
+        let matching: Vec<_> = index.candidates(event).cloned().collect();
         for trigger in &matching {
             for aggregate in &trigger.rule.aggregates {
                 plan.state_keys.insert((trigger.id, aggregate.id.clone(), aggregate.per.key(event)));

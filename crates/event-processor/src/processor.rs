@@ -46,14 +46,45 @@ struct InFlight {
     report: BatchReport,
 }
 
-async fn write(pool: PgPool, writes: Writes) -> Result<Vec<Committed>, ProcessError> {
+async fn write(pool: PgPool, mut writes: Writes) -> Result<Vec<Committed>, ProcessError> {
     let mut tx = pool.begin().await?;
+    drop_vanished(&mut tx, &mut writes).await?;
     writes.states.write(&mut tx).await?;
     writes.cooldowns.write(&mut tx).await?;
     let committed = outbox::insert(&mut tx, &writes.outbox).await?;
     cursor::advance(&mut tx, writes.from, writes.to).await?;
     tx.commit().await?;
     Ok(committed)
+}
+
+/// Drops what the batch decided for triggers and actions deleted since they were loaded (a
+/// user may delete a trigger at any moment), and locks the others until the commit, so one
+/// user's deletion never fails the batch of everyone.
+async fn drop_vanished(tx: &mut sqlx::PgConnection, writes: &mut Writes) -> Result<(), sqlx::Error> {
+    let mut triggers: Vec<uuid::Uuid> = writes.states.triggers().chain(writes.cooldowns.triggers()).collect();
+    triggers.extend(writes.outbox.iter().map(|row| row.job.trigger.id.0));
+    triggers.sort_unstable();
+    triggers.dedup();
+    if triggers.is_empty() {
+        return Ok(());
+    }
+    let mut actions: Vec<uuid::Uuid> = writes.outbox.iter().map(|row| row.job.action.id.0).collect();
+    actions.sort_unstable();
+    actions.dedup();
+    let (live_triggers, live_actions) = shared::store::triggers::lock_existing(tx, &triggers, &actions).await?;
+    if live_triggers.len() == triggers.len() && live_actions.len() == actions.len() {
+        return Ok(());
+    }
+    let fires = writes.outbox.len();
+    writes
+        .outbox
+        .retain(|row| live_triggers.contains(&row.job.trigger.id.0) && live_actions.contains(&row.job.action.id.0));
+    writes.states.retain_triggers(&live_triggers);
+    writes.cooldowns.retain_triggers(&live_triggers);
+    let dropped = fires - writes.outbox.len();
+    tracing::debug!(dropped, "jobs of triggers or actions deleted since they were loaded are dropped");
+    metrics::counter!("processor_vanished_jobs_total").increment(u64::try_from(dropped).unwrap_or(0));
+    Ok(())
 }
 
 /// A batch as read: the events that parsed, their plan, and where it ends.
@@ -181,40 +212,69 @@ impl Processor {
         }
     }
 
-    /// Reloads changed triggers, warms their new aggregates, and rebuilds the index.
+    /// Reloads changed triggers, warms their new aggregates, and files the changes in the
+    /// index: only the triggers that changed are filed again (all of them when the set was
+    /// empty, as after a reset). The batch reader holds the index only while it reads, so
+    /// the changes are normally made in place; when an aborted reader has not let go of it
+    /// yet, `Arc::make_mut` copies it first (the cost of the full rebuild this replaces).
     pub async fn refresh_triggers(&mut self) -> Result<bool, ProcessError> {
+        let reload = self.triggers.is_empty();
         let refresh = self.triggers.refresh(&self.pool).await?;
         if refresh.is_empty() {
+            if reload {
+                // Nothing is enabled: no index left over from a failed refresh.
+                self.index = Arc::default();
+            }
             return Ok(false);
         }
-        let cursor = self.cursor().await?;
-        for trigger in &refresh.changed {
-            let pending = warm::unwarmed(&self.pool, trigger).await?;
-            if pending.is_empty() {
-                continue;
+        let warmed = async {
+            let cursor = self.cursor().await?;
+            for trigger in &refresh.changed {
+                let pending = warm::unwarmed(&self.pool, trigger).await?;
+                if pending.is_empty() {
+                    continue;
+                }
+                let replayed = warm::warm(
+                    &self.pool,
+                    trigger,
+                    &pending,
+                    cursor,
+                    self.settings.warm_events_per_key,
+                    self.settings.max_window_entries,
+                )
+                .await?;
+                tracing::info!(trigger.id = %trigger.id, aggregates = pending.len(), events = replayed, "warmed aggregates");
             }
-            let replayed = warm::warm(
-                &self.pool,
-                trigger,
-                &pending,
-                cursor,
-                self.settings.warm_events_per_key,
-                self.settings.max_window_entries,
-            )
-            .await?;
-            tracing::info!(trigger.id = %trigger.id, aggregates = pending.len(), events = replayed, "warmed aggregates");
+            Ok::<(), ProcessError>(())
+        }
+        .await;
+        if let Err(err) = warmed {
+            // The set already holds triggers the index does not: the next refresh reads
+            // them all again and builds the index anew.
+            self.triggers = TriggerSet::default();
+            return Err(err);
         }
         if !refresh.changed.is_empty() {
             // States of changed triggers may have been rewritten by warming.
             self.states.clear();
             self.cooldowns.clear();
         }
-        self.index = Arc::new(TriggerIndex::build(self.triggers.iter()));
+        if reload {
+            self.index = Arc::new(TriggerIndex::build(self.triggers.iter()));
+        } else {
+            let index = Arc::make_mut(&mut self.index);
+            for id in &refresh.removed {
+                index.remove(*id);
+            }
+            for trigger in &refresh.changed {
+                index.insert(trigger.clone());
+            }
+        }
         metrics::gauge!("processor_triggers_loaded").set(self.triggers.len() as f64);
         tracing::info!(
             triggers = self.triggers.len(),
             changed = refresh.changed.len(),
-            removed = refresh.removed,
+            removed = refresh.removed.len(),
             "triggers reloaded"
         );
         Ok(true)

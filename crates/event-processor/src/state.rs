@@ -114,6 +114,12 @@ impl StateCache {
     }
 }
 
+/// Keeps the items of a column whose `keep` flag is set.
+fn retain_by<T>(column: &mut Vec<T>, keep: &[bool]) {
+    let mut flags = keep.iter();
+    column.retain(|_| flags.next().copied().unwrap_or(false));
+}
+
 /// Changed aggregate states, column by column, ready for one UNNEST upsert.
 #[derive(Debug, Default)]
 pub struct StateRows {
@@ -126,6 +132,22 @@ pub struct StateRows {
 }
 
 impl StateRows {
+    /// The trigger of every row.
+    pub fn triggers(&self) -> impl Iterator<Item = uuid::Uuid> + '_ {
+        self.triggers.iter().copied()
+    }
+
+    /// Keeps the rows of `live` triggers only.
+    pub fn retain_triggers(&mut self, live: &HashSet<uuid::Uuid>) {
+        let keep: Vec<bool> = self.triggers.iter().map(|t| live.contains(t)).collect();
+        retain_by(&mut self.triggers, &keep);
+        retain_by(&mut self.aggregates, &keep);
+        retain_by(&mut self.keys, &keep);
+        retain_by(&mut self.versions, &keep);
+        retain_by(&mut self.states, &keep);
+        retain_by(&mut self.last_events, &keep);
+    }
+
     pub async fn write(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
         upsert_states(
             conn,
@@ -270,6 +292,21 @@ pub struct CooldownRows {
 }
 
 impl CooldownRows {
+    /// The trigger of every row.
+    pub fn triggers(&self) -> impl Iterator<Item = uuid::Uuid> + '_ {
+        self.triggers.iter().copied()
+    }
+
+    /// Keeps the rows of `live` triggers only.
+    pub fn retain_triggers(&mut self, live: &HashSet<uuid::Uuid>) {
+        let keep: Vec<bool> = self.triggers.iter().map(|t| live.contains(t)).collect();
+        retain_by(&mut self.triggers, &keep);
+        retain_by(&mut self.agents, &keep);
+        retain_by(&mut self.fired, &keep);
+        retain_by(&mut self.events, &keep);
+        retain_by(&mut self.suppressed, &keep);
+    }
+
     pub async fn write(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
         if self.triggers.is_empty() {
             return Ok(());

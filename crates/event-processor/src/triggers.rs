@@ -97,12 +97,13 @@ pub struct TriggerSet {
 pub struct Refresh {
     /// New or changed triggers (their aggregates may need warming).
     pub changed: Vec<Arc<LoadedTrigger>>,
-    pub removed: usize,
+    /// Triggers no longer enabled: deleted, disabled, or (edited by hand) unreadable.
+    pub removed: Vec<TriggerId>,
 }
 
 impl Refresh {
     pub fn is_empty(&self) -> bool {
-        self.changed.is_empty() && self.removed == 0
+        self.changed.is_empty() && self.removed.is_empty()
     }
 }
 
@@ -119,7 +120,9 @@ impl TriggerSet {
         self.triggers.values()
     }
 
-    /// Brings the set up to date: only triggers whose version changed are read again.
+    /// Brings the set up to date: only triggers whose version changed are read again. The
+    /// set changes only once everything is read, so a failed refresh leaves it as it was
+    /// (and the next one tries again).
     pub async fn refresh(&mut self, pool: &PgPool) -> Result<Refresh, sqlx::Error> {
         // Every change to a trigger or its actions bumps its version.
         let fingerprint: (i64, i64, i64) = sqlx::query_as(
@@ -131,30 +134,37 @@ impl TriggerSet {
         if self.fingerprint == Some(fingerprint) {
             return Ok(Refresh::default());
         }
-        self.fingerprint = Some(fingerprint);
         let versions: Vec<(TriggerId, i64)> =
             sqlx::query_as("SELECT id, version FROM triggers WHERE enabled").fetch_all(pool).await?;
         let current: HashMap<TriggerId, i64> = versions.into_iter().collect();
-        let before = self.triggers.len();
-        self.triggers.retain(|id, _| current.contains_key(id));
-        let removed = before - self.triggers.len();
-        let stale: Vec<uuid::Uuid> = current
+        let stale: Vec<TriggerId> = current
             .iter()
             .filter(|(id, version)| self.triggers.get(*id).is_none_or(|t| t.version != **version))
-            .map(|(id, _)| id.0)
+            .map(|(id, _)| *id)
             .collect();
-        let mut refresh = Refresh { changed: Vec::new(), removed };
-        if stale.is_empty() {
-            return Ok(refresh);
+        let rows: Vec<TriggerRow> = if stale.is_empty() {
+            Vec::new()
+        } else {
+            let ids: Vec<uuid::Uuid> = stale.iter().map(|id| id.0).collect();
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "{SELECT_TRIGGERS} WHERE t.enabled AND t.id = ANY($1) GROUP BY t.id"
+            )))
+            .bind(&ids)
+            .fetch_all(pool)
+            .await?
+        };
+
+        self.fingerprint = Some(fingerprint);
+        let mut refresh = Refresh::default();
+        let gone: Vec<TriggerId> = self.triggers.keys().filter(|id| !current.contains_key(id)).copied().collect();
+        for id in gone {
+            self.triggers.remove(&id);
+            refresh.removed.push(id);
         }
-        let rows: Vec<TriggerRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "{SELECT_TRIGGERS} WHERE t.enabled AND t.id = ANY($1) GROUP BY t.id"
-        )))
-        .bind(&stale)
-        .fetch_all(pool)
-        .await?;
+        let mut read = HashSet::with_capacity(rows.len());
         for row in rows {
             let id = row.id;
+            read.insert(id);
             match row.parse() {
                 Ok(trigger) => {
                     let trigger = Arc::new(trigger);
@@ -166,8 +176,17 @@ impl TriggerSet {
                     // when a row was edited by hand. Skip it, keep the others running.
                     tracing::error!(trigger.id = %id, %reason, "stored trigger does not parse; skipped");
                     metrics::counter!("processor_invalid_triggers_total").increment(1);
-                    self.triggers.remove(&id);
+                    if self.triggers.remove(&id).is_some() {
+                        refresh.removed.push(id);
+                    }
                 }
+            }
+        }
+        // Disabled or deleted between the two reads: gone as well (the next refresh sees a
+        // new fingerprint and reads again).
+        for id in stale.into_iter().filter(|id| !read.contains(id)) {
+            if self.triggers.remove(&id).is_some() {
+                refresh.removed.push(id);
             }
         }
         Ok(refresh)

@@ -1,17 +1,24 @@
 //! Warming a trigger's new aggregates from the stored history of its scope, so that an EMA
 //! over the last ten feedbacks is meaningful as soon as the trigger is saved.
+//!
+//! The history is read a page at a time, so a trigger whose scope is every agent of every
+//! chain never holds more than one page in memory: see [`warm`].
 
 use std::collections::HashMap;
 
 use shared::domain::StoredEvent;
 use shared::store::events::SELECT_COLUMNS;
 use shared::trigger::{Aggregate, Per};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
 use crate::aggregates::AggregateState;
 use crate::cursor::{Cursor, CursorRow};
 use crate::state::{WARMED_MARKER, upsert_states};
 use crate::triggers::LoadedTrigger;
+
+/// About how many events one page of history holds (per chain an agent id appears on): a
+/// page takes as many agents as fit at `per_key` events each, and at least one.
+pub const PAGE_EVENTS: u32 = 10_000;
 
 /// The ids of `trigger`'s aggregates that have not been warmed yet.
 pub async fn unwarmed<'t>(pool: &PgPool, trigger: &'t LoadedTrigger) -> Result<Vec<&'t Aggregate>, sqlx::Error> {
@@ -30,7 +37,17 @@ pub async fn unwarmed<'t>(pool: &PgPool, trigger: &'t LoadedTrigger) -> Result<V
 /// Replays up to `per_key` of the latest stored events of each key (agent, or the whole
 /// trigger) through `aggregates`, up to `cursor`, then stores the states, drops the state
 /// of aggregates the trigger no longer has, and marks the aggregates warmed, in one
-/// transaction.
+/// transaction. Returns the number of events replayed.
+///
+/// Bounded in memory: agents are taken in pages of `max(1, PAGE_EVENTS / per_key)`, in
+/// agent id order, and each page is read, replayed, written and dropped before the next,
+/// so at most about `max(PAGE_EVENTS, per_key)` events per chain (an agent id names one
+/// agent per chain) and their states are held at once. A trigger with a per-trigger
+/// aggregate has one key, its latest `per_key` events, read in one page. The work is still
+/// proportional to the history of the scope, and the transaction stays open while it is
+/// done (the processor waits for it either way): the states and the warm marker commit
+/// together, so an aggregate is warmed exactly once or not at all. Between pages the task
+/// yields.
 pub async fn warm(
     pool: &PgPool,
     trigger: &LoadedTrigger,
@@ -39,61 +56,167 @@ pub async fn warm(
     per_key: u32,
     max_window_entries: usize,
 ) -> Result<usize, sqlx::Error> {
-    let history = if aggregates.is_empty() || cursor == Cursor::default() {
-        Vec::new()
-    } else {
-        history(pool, trigger, aggregates, cursor, per_key).await?
-    };
-    let mut states: HashMap<(String, String), AggregateState> = HashMap::new();
-    for event in &history {
-        let at = event.event.log.block_timestamp.timestamp();
-        for aggregate in aggregates.iter().filter(|a| a.feeds(event)) {
-            let sample = aggregate.kind.field().and_then(|f| f.read_number(event));
-            states
-                .entry((aggregate.id.clone(), aggregate.per.key(event)))
-                .or_insert_with(|| AggregateState::new(&aggregate.kind))
-                .update(&aggregate.kind, sample, at, max_window_entries);
-        }
-    }
-    let last_event = history.last().map_or(0, |e| e.id.0);
-    let mut rows: Vec<(String, String, String)> = states
-        .into_iter()
-        .map(|((aggregate, key), state)| (aggregate, key, serde_json::to_string(&state).unwrap_or_default()))
-        .collect();
-    rows.extend(aggregates.iter().map(|a| (a.id.clone(), WARMED_MARKER.to_owned(), "{}".to_owned())));
-
     let current: Vec<String> = trigger.rule.aggregates.iter().map(|a| a.id.clone()).collect();
     let mut tx = pool.begin().await?;
+    // A trigger deleted since it was read has nothing to warm, and no one else's warming or
+    // processing may fail for it; the lock keeps it until this warming commits.
+    let (live, _) = shared::store::triggers::lock_existing(&mut tx, &[trigger.id.0], &[]).await?;
+    if live.is_empty() {
+        return Ok(0);
+    }
     sqlx::query("DELETE FROM aggregate_state WHERE trigger_id = $1 AND NOT (aggregate = ANY($2))")
         .bind(trigger.id)
         .bind(&current)
         .execute(&mut *tx)
         .await?;
-    let n = rows.len();
+
+    let mut replayed = Replayed::default();
+    if !aggregates.is_empty() && cursor != Cursor::default() && per_key > 0 {
+        let filter = ScopeFilter::of(trigger);
+        if aggregates.iter().any(|a| a.per == Per::Trigger) {
+            // One key for the whole trigger: its latest `per_key` events.
+            let events = history(&mut tx, trigger, &filter, &filter.agents, "0", cursor, per_key).await?;
+            replay(&mut tx, trigger, aggregates, &events, max_window_entries, &mut replayed).await?;
+        } else {
+            let agents_per_page = (PAGE_EVENTS / per_key).max(1);
+            let mut after: Option<String> = None;
+            loop {
+                let page = agents_page(&mut tx, &filter, cursor, after.as_deref(), agents_per_page).await?;
+                let Some(last) = page.last().cloned() else { break };
+                let events = history(&mut tx, trigger, &filter, &page, "chain_id, agent_id", cursor, per_key).await?;
+                replay(&mut tx, trigger, aggregates, &events, max_window_entries, &mut replayed).await?;
+                if page.len() < agents_per_page as usize {
+                    break;
+                }
+                after = Some(last);
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+
+    let n = aggregates.len();
     upsert_states(
         &mut tx,
         &vec![trigger.id.0; n],
-        &rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>(),
-        &rows.iter().map(|r| r.1.clone()).collect::<Vec<_>>(),
+        &aggregates.iter().map(|a| a.id.clone()).collect::<Vec<_>>(),
+        &vec![WARMED_MARKER.to_owned(); n],
         &vec![trigger.version; n],
-        &rows.iter().map(|r| r.2.clone()).collect::<Vec<_>>(),
-        &vec![last_event; n],
+        &vec!["{}".to_owned(); n],
+        &vec![replayed.last.map_or(0, |(_, id)| id); n],
     )
     .await?;
     tx.commit().await?;
-    Ok(history.len())
+    Ok(replayed.events)
 }
 
-async fn history(
-    pool: &PgPool,
+/// What the pages replayed so far.
+#[derive(Default)]
+struct Replayed {
+    events: usize,
+    /// The position and id of the last event replayed, in store order.
+    last: Option<(Cursor, i64)>,
+}
+
+/// Replays `events` (one page, in store order) through `aggregates` and stores the states
+/// they make. Each state records the last event that fed it, as live processing does. The
+/// keys of a page are in no other page, so each state is written once.
+async fn replay(
+    conn: &mut PgConnection,
     trigger: &LoadedTrigger,
     aggregates: &[&Aggregate],
+    events: &[(Cursor, StoredEvent)],
+    max_window_entries: usize,
+    replayed: &mut Replayed,
+) -> Result<(), sqlx::Error> {
+    let mut states: HashMap<(String, String), (AggregateState, i64)> = HashMap::new();
+    for (position, event) in events {
+        let at = event.event.log.block_timestamp.timestamp();
+        for aggregate in aggregates.iter().filter(|a| a.feeds(event)) {
+            let sample = aggregate.kind.field().and_then(|f| f.read_number(event));
+            let (state, last_event) = states
+                .entry((aggregate.id.clone(), aggregate.per.key(event)))
+                .or_insert_with(|| (AggregateState::new(&aggregate.kind), 0));
+            state.update(&aggregate.kind, sample, at, max_window_entries);
+            *last_event = event.id.0;
+        }
+        if replayed.last.is_none_or(|(last, _)| last < *position) {
+            replayed.last = Some((*position, event.id.0));
+        }
+    }
+    replayed.events += events.len();
+    let n = states.len();
+    let (mut ids, mut keys, mut values, mut last_events) =
+        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    for ((aggregate, key), (state, last_event)) in states {
+        ids.push(aggregate);
+        keys.push(key);
+        values.push(serde_json::to_string(&state).unwrap_or_default());
+        last_events.push(last_event);
+    }
+    upsert_states(conn, &vec![trigger.id.0; n], &ids, &keys, &vec![trigger.version; n], &values, &last_events).await
+}
+
+/// A scope as the history queries filter on it.
+struct ScopeFilter {
+    chains: Vec<i64>,
+    types: Vec<&'static str>,
+    agents: Vec<String>,
+}
+
+impl ScopeFilter {
+    fn of(trigger: &LoadedTrigger) -> Self {
+        let scope = &trigger.rule.scope;
+        Self {
+            chains: scope.chain_ids.iter().filter_map(|c| c.as_i64()).collect(),
+            types: scope.event_types_in_scope().into_iter().map(|t| t.as_str()).collect(),
+            agents: scope.agent_ids.iter().map(ToString::to_string).collect(),
+        }
+    }
+}
+
+/// Up to `limit` agent ids (as decimal text) after `after` that have events in the scope
+/// up to `cursor`, in id order.
+async fn agents_page(
+    conn: &mut PgConnection,
+    filter: &ScopeFilter,
+    cursor: Cursor,
+    after: Option<&str>,
+    limit: u32,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT agent_id::text AS agent FROM events
+         WHERE NOT removed
+           AND (tx_xid, id) <= ($1::text::xid8, $2)
+           AND (cardinality($3::int8[]) = 0 OR chain_id = ANY($3))
+           AND (cardinality($4::text[]) = 0 OR event_type = ANY($4))
+           AND (cardinality($5::text[]) = 0 OR agent_id = ANY($5::text[]::numeric[]))
+           AND ($6::text IS NULL OR agent_id > $6::text::numeric)
+         GROUP BY agent_id
+         ORDER BY events.agent_id -- numerically: the column, not its text
+         LIMIT $7",
+    )
+    .bind(cursor.xid.to_string())
+    .bind(cursor.id)
+    .bind(&filter.chains)
+    .bind(&filter.types)
+    .bind(&filter.agents)
+    .bind(after)
+    .bind(i64::from(limit))
+    .fetch_all(&mut *conn)
+    .await
+}
+
+/// The latest `per_key` events of each partition of the scope's events up to `cursor`,
+/// restricted to `agents` when not empty, in store order with their positions.
+async fn history(
+    conn: &mut PgConnection,
+    trigger: &LoadedTrigger,
+    filter: &ScopeFilter,
+    agents: &[String],
+    partition: &str,
     cursor: Cursor,
     per_key: u32,
-) -> Result<Vec<StoredEvent>, sqlx::Error> {
-    let scope = &trigger.rule.scope;
-    // Bound the replay per agent, unless some aggregate spans the whole trigger.
-    let partition = if aggregates.iter().any(|a| a.per == Per::Trigger) { "0" } else { "chain_id, agent_id" };
+) -> Result<Vec<(Cursor, StoredEvent)>, sqlx::Error> {
     let sql = format!(
         "SELECT tx_xid::text AS cursor_xid, {SELECT_COLUMNS} FROM (
             SELECT e.*, row_number() OVER (PARTITION BY {partition} ORDER BY tx_xid DESC, id DESC) AS rn
@@ -107,22 +230,24 @@ async fn history(
          WHERE rn <= $6
          ORDER BY tx_xid, id"
     );
-    let chains: Vec<i64> = scope.chain_ids.iter().filter_map(|c| c.as_i64()).collect();
-    let types: Vec<&str> = scope.event_types_in_scope().into_iter().map(|t| t.as_str()).collect();
-    let agents: Vec<String> = scope.agent_ids.iter().map(ToString::to_string).collect();
     let rows: Vec<CursorRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(cursor.xid.to_string())
         .bind(cursor.id)
-        .bind(&chains)
-        .bind(&types)
-        .bind(&agents)
+        .bind(&filter.chains)
+        .bind(&filter.types)
+        .bind(agents)
         .bind(i64::from(per_key))
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await?;
     let mut events = Vec::with_capacity(rows.len());
     for row in rows {
+        let Ok(xid) = row.cursor_xid.parse::<u64>() else {
+            tracing::warn!(xid = %row.cursor_xid, "skipping an event with an unreadable transaction id while warming");
+            continue;
+        };
+        let position = Cursor { xid, id: row.event.id() };
         match StoredEvent::try_from(row.event) {
-            Ok(event) if trigger.rule.scope.matches(&event) => events.push(event),
+            Ok(event) if trigger.rule.scope.matches(&event) => events.push((position, event)),
             Ok(_) => {}
             Err(err) => tracing::warn!(error = %err, "skipping a malformed event while warming"),
         }

@@ -226,3 +226,6 @@ pub fn escape_markdown_v2(text: &str) -> String {
 pub fn escape_html(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,6 +1,8 @@
 //! Writing triggers and their actions. Every function takes the owner's id, so a query can
 //! never reach another user's trigger by accident.
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::{Connection, PgConnection};
@@ -71,6 +73,32 @@ pub async fn insert_within_quota(
 async fn lock_owner(conn: &mut PgConnection, user: UserId) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE").bind(user).execute(conn).await?;
     Ok(())
+}
+
+/// Of `triggers` and `actions`, the ones that still exist, each locked (`FOR KEY SHARE`) until
+/// the caller's transaction ends: rows written in it for those cannot lose their trigger or
+/// action before the commit, while a deletion meanwhile waits. Writers of rows that refer
+/// to triggers call it first, so a trigger deleted since they read it drops their rows for it
+/// instead of failing everyone's.
+pub async fn lock_existing(
+    conn: &mut PgConnection,
+    triggers: &[uuid::Uuid],
+    actions: &[uuid::Uuid],
+) -> Result<(HashSet<uuid::Uuid>, HashSet<uuid::Uuid>), sqlx::Error> {
+    let live_triggers: Vec<uuid::Uuid> =
+        sqlx::query_scalar("SELECT id FROM triggers WHERE id = ANY($1) ORDER BY id FOR KEY SHARE")
+            .bind(triggers)
+            .fetch_all(&mut *conn)
+            .await?;
+    let live_actions: Vec<uuid::Uuid> = if actions.is_empty() {
+        Vec::new()
+    } else {
+        sqlx::query_scalar("SELECT id FROM trigger_actions WHERE id = ANY($1) ORDER BY id FOR KEY SHARE")
+            .bind(actions)
+            .fetch_all(&mut *conn)
+            .await?
+    };
+    Ok((live_triggers.into_iter().collect(), live_actions.into_iter().collect()))
 }
 
 /// Enables or disables a trigger. Enabling moves `fires_from` to now (or the given time), so

@@ -1,0 +1,122 @@
+use serde_json::json;
+
+use super::*;
+use crate::domain::EventType;
+use crate::trigger::TriggerDefinition;
+
+fn context() -> Value {
+    json!({"event": serde_json::to_value(sample_event(EventType::NewFeedback)).unwrap_or_default()})
+}
+
+fn budget(source: &str, max: usize) -> RenderError {
+    let error = render(Escape::Plain, source, &context(), max).expect_err("over budget");
+    assert!(error.is_budget(), "{source}: {error}");
+    error
+}
+
+#[test]
+fn an_ordinary_template_renders() {
+    let text = render(Escape::Plain, "{{ event.tag1 }}: {{ event.value }}", &context(), 100).expect("renders");
+    assert_eq!(text, "uptime: 99.77");
+}
+
+#[test]
+fn a_loop_bomb_runs_out_of_fuel() {
+    let error = budget("{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}", 1 << 30);
+    assert!(error.to_string().contains("ran out of fuel"), "{error}");
+}
+
+#[test]
+fn a_string_that_doubles_runs_out_of_fuel_before_it_costs_memory() {
+    // Sixty doublings would be an exabyte; fuel charges for the bytes made.
+    budget(
+        "{% set s = namespace(v='x') %}{% for i in range(60) %}{% set s.v = s.v ~ s.v %}{% endfor %}{{ s.v|length }}",
+        1 << 30,
+    );
+    budget("{{ 'x' * 1000000000 }}", 1 << 30);
+}
+
+#[test]
+fn a_recursion_bomb_stops_at_the_limit() {
+    let error = budget("{% for i in [1] recursive %}{{ loop([i]) }}{% endfor %}", 1 << 30);
+    assert!(error.to_string().contains("nests deeper"), "{error}");
+}
+
+#[test]
+fn output_over_the_action_cap_is_refused() {
+    let error = budget("{{ 'y' * 300000 }}", MAX_BODY_BYTES);
+    assert!(error.to_string().contains("over the 262144"), "{error}");
+}
+
+#[test]
+fn deep_nesting_in_the_source_is_a_parse_error_not_a_crash() {
+    let source = format!("{}1{}", "(".repeat(5_000), ")".repeat(5_000));
+    let error = render(Escape::Plain, &format!("{{{{ {source} }}}}"), &context(), 1 << 20).expect_err("refused");
+    assert!(!error.is_budget(), "{error}");
+}
+
+fn trigger_with(action: Value) -> Value {
+    json!({"name": "t", "scope": {"registry": "reputation"}, "actions": [action]})
+}
+
+#[test]
+fn bombs_are_refused_at_save_time_at_their_path() {
+    let cases = [
+        (
+            json!({"type": "telegram", "chat_id": "1", "template": "{% for i in range(100000) %}{{ i }}{% endfor %}"}),
+            "actions[0].template",
+        ),
+        (
+            json!({"type": "webhook", "url": "https://example.com/h", "body_template": "{{ 'y' * 300000 }}"}),
+            "actions[0].body_template",
+        ),
+        (
+            json!({"type": "mcp", "server_url": "https://agent.example/mcp", "tool": "t",
+                "arguments": {"a": "{{ 'z' * 200000 }}", "b": "{{ 'z' * 200000 }}"}}),
+            "actions[0].arguments",
+        ),
+        (
+            json!({"type": "webhook", "url": "https://example.com/h",
+                "body_template": "{% for i in [1] recursive %}{{ loop([i]) }}{% endfor %}"}),
+            "actions[0].body_template",
+        ),
+    ];
+    for (action, path) in cases {
+        let errors = TriggerDefinition::parse(&trigger_with(action.clone())).expect_err("refused");
+        assert_eq!(errors.0.len(), 1, "{errors}");
+        assert_eq!(errors.0[0].path, path, "{errors}");
+        assert!(errors.0[0].message.contains("exceeds its budget"), "{errors}");
+    }
+    // A template that merely fails on a sample is not judged here.
+    let fine = json!({"type": "webhook", "url": "https://example.com/h", "body_template": "{{ event.value + 'x' }}"});
+    assert!(TriggerDefinition::parse(&trigger_with(fine)).is_ok());
+}
+
+#[test]
+fn long_telegram_output_is_cut_not_refused() {
+    let action = json!({"type": "telegram", "chat_id": "1", "template": "{{ 'w' * 20000 }}"});
+    let definition = TriggerDefinition::parse(&trigger_with(action)).expect("accepted");
+    let crate::trigger::Action::Telegram(telegram) = &definition.actions[0] else { panic!("telegram") };
+    let job = crate::job::Job {
+        job_id: JobId::derive(
+            crate::domain::EventId(1),
+            TriggerId(uuid::Uuid::nil()),
+            crate::domain::ActionId(uuid::Uuid::nil()),
+        ),
+        trigger: crate::job::JobTrigger {
+            id: TriggerId(uuid::Uuid::nil()),
+            name: "t".into(),
+            user_id: crate::domain::UserId(uuid::Uuid::nil()),
+        },
+        action: crate::trigger::StoredAction {
+            id: crate::domain::ActionId(uuid::Uuid::nil()),
+            kind: crate::trigger::ActionKind::Telegram,
+            config: Value::Null,
+        },
+        event: sample_event(EventType::NewFeedback),
+        aggregates: BTreeMap::new(),
+        fired_at: Utc::now(),
+    };
+    let text = telegram_message(&job, telegram).expect("renders");
+    assert_eq!(text.chars().count(), MAX_MESSAGE_CHARS);
+}
