@@ -11,12 +11,8 @@ use std::time::Duration;
 
 use action_workers::ssrf::AddressPolicy;
 use alloy::primitives::{B256, U256};
-use api_gateway::auth::TokenKeys;
-use api_gateway::{AppState, Application};
-use indexer::config::{ChainConfig, Registries as RegistryAddresses};
 use secrecy::SecretString;
 use serde_json::{Value, json};
-use shared::redis::RedisHandle;
 use testkit::chain::{Anvil, IdentityRegistry, Registries, ReputationRegistry};
 use testkit::outside::bot_api::BotApi;
 use testkit::outside::mcp_server::start_server;
@@ -44,50 +40,21 @@ async fn feedback(registries: &Registries, agent: u64, value: i128) {
 async fn feedback_on_chain_fires_a_trigger_made_through_the_api_to_three_targets_once_each() {
     testkit::init_telemetry();
     let db = TestDb::new().await;
-    let redis_config = testkit::redis_config();
-    let redis = RedisHandle::new(&redis_config).unwrap();
     let anvil = Anvil::start().await;
     let registries = Registries::deploy(&anvil).await;
     let (webhook, (bot, bot_url), (agent, agent_url)) =
         (Receiver::start().await, BotApi::start().await, start_server().await);
 
-    // Every service, in-process.
-    let chain = ChainConfig::local(
-        anvil.url().parse().unwrap(),
-        RegistryAddresses {
-            identity: registries.identity.into(),
-            reputation: registries.reputation.into(),
-            validation: Some(registries.validation.into()),
-        },
-        100,
-    );
-    let indexer = tokio::spawn(indexer::ChainIndexer::new(chain, db.pool.clone()).run());
-    let processor_settings =
-        event_processor::Settings { poll_interval: Duration::from_millis(50), ..event_processor::Settings::default() };
-    let processor = tokio::spawn(event_processor::service::run(db.pool.clone(), redis.clone(), processor_settings));
+    // Every service, in-process, and a user signed up.
     let mut worker_settings = action_workers::Settings {
         address_policy: AddressPolicy { allowed: vec!["127.0.0.0/8".parse().unwrap()] },
         ..action_workers::Settings::default()
     };
     worker_settings.telegram.api_url = bot_url;
     worker_settings.telegram.bot_token = Some(SecretString::from(BOT_TOKEN.to_owned()));
-    let workers = tokio::spawn(action_workers::worker::run(db.pool.clone(), redis.clone(), worker_settings));
-    let tokens = TokenKeys::new(
-        &SecretString::from("end-to-end-secret-end-to-end-secret-0123".to_owned()),
-        Duration::from_secs(3600),
-    );
-    let app =
-        Application::serve(AppState::new(db.pool.clone(), redis.clone(), tokens), testkit::net::listener()).unwrap();
-    let api = format!("http://{}/api/v1", app.local_addr());
-    tokio::spawn(app.run_until_stopped());
+    let system = common::System::start(&db, &anvil, &registries, worker_settings).await;
+    let (client, api, token) = (&system.client, &system.api, &system.token);
 
-    // A user signs up and makes the trigger.
-    let client = testkit::http_client();
-    let credentials = json!({"email": "operator@example.com", "password": "a long password"});
-    assert_eq!(client.post(format!("{api}/auth/register")).json(&credentials).send().await.unwrap().status(), 201);
-    let login: Value =
-        client.post(format!("{api}/auth/login")).json(&credentials).send().await.unwrap().json().await.unwrap();
-    let token = login["token"].as_str().unwrap().to_owned();
     registries.call(registries.identity, IdentityRegistry::registerCall { agentURI: "ipfs://agent".into() }).await;
     let trigger = json!({
         "name": "Agent 0 uptime falling",
@@ -166,8 +133,4 @@ async fn feedback_on_chain_fires_a_trigger_made_through_the_api_to_three_targets
         .await
         .unwrap();
     assert_eq!(events["items"].as_array().unwrap().len(), 3);
-    for task in [indexer, processor] {
-        task.abort();
-    }
-    workers.abort();
 }
