@@ -70,7 +70,7 @@ async fn feedback_on_chain_fires_a_trigger_made_through_the_api_to_three_targets
              "arguments": {"agent": "{{ event.agent_id }}", "ema": "{{ aggregates.ema }}"}}
         ]
     });
-    let created = client.post(format!("{api}/triggers")).bearer_auth(&token).json(&trigger).send().await.unwrap();
+    let created = client.post(format!("{api}/triggers")).bearer_auth(token).json(&trigger).send().await.unwrap();
     assert_eq!(created.status(), 201);
     let created: Value = created.json().await.unwrap();
     let trigger_id = created["id"].as_str().unwrap().to_owned();
@@ -84,7 +84,7 @@ async fn feedback_on_chain_fires_a_trigger_made_through_the_api_to_three_targets
 
     let deliveries_url = format!("{api}/triggers/{trigger_id}/deliveries");
     let log: Value = wait::until("three successful deliveries in the API's log", DEADLINE, || async {
-        let log: Value = client.get(&deliveries_url).bearer_auth(&token).send().await.ok()?.json().await.ok()?;
+        let log: Value = client.get(&deliveries_url).bearer_auth(token).send().await.ok()?.json().await.ok()?;
         let successes = log["items"].as_array()?.iter().filter(|d| d["outcome"] == "success").count();
         (successes == 3).then_some(log)
     })
@@ -125,7 +125,7 @@ async fn feedback_on_chain_fires_a_trigger_made_through_the_api_to_three_targets
     // The event that fired is visible through the API too.
     let events: Value = client
         .get(format!("{api}/events?agent_id=0&event_type=NewFeedback"))
-        .bearer_auth(&token)
+        .bearer_auth(token)
         .send()
         .await
         .unwrap()
