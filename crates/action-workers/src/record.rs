@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use serde_json::Value;
+use shared::domain::Text;
 use shared::job::Job;
 use sqlx::PgPool;
 
@@ -115,10 +116,12 @@ pub async fn record_many(pool: &PgPool, attempts: &[Recorded<'_>]) -> Result<(),
     let numbers: Vec<i32> = attempts.iter().map(|r| r.number).collect();
     let outcomes: Vec<&str> = attempts.iter().map(|r| r.after.outcome()).collect();
     let statuses: Vec<Option<i32>> = attempts.iter().map(|r| r.attempt.status.map(i32::from)).collect();
-    let errors: Vec<Option<&str>> = attempts.iter().map(|r| r.attempt.error.as_deref()).collect();
+    // A target answers whatever it likes (a NUL byte included): what it said is made
+    // storable here, so that one target's answer never fails the log of the batch.
+    let errors: Vec<Option<Text>> = attempts.iter().map(|r| r.attempt.error.as_deref().map(Text::new)).collect();
     let latencies: Vec<i32> =
         attempts.iter().map(|r| i32::try_from(r.attempt.latency.as_millis()).unwrap_or(i32::MAX)).collect();
-    let excerpts: Vec<Option<&str>> = attempts.iter().map(|r| r.attempt.excerpt.as_deref()).collect();
+    let excerpts: Vec<Option<Text>> = attempts.iter().map(|r| r.attempt.excerpt.as_deref().map(Text::new)).collect();
     let finals: Vec<Option<&str>> = attempts.iter().map(|r| r.after.status()).collect();
     sqlx::query(
         "INSERT INTO deliveries

@@ -81,3 +81,25 @@ async fn attempts_of_a_trigger_deleted_in_flight_do_not_fail_the_others() {
     assert_eq!(logged, [kept.trigger.id.0]);
     assert_eq!(bench.job_status().await, ["delivered"]);
 }
+
+#[tokio::test]
+async fn what_a_target_answers_never_fails_the_log() {
+    let bench = Bench::new().await;
+    bench.trigger("a", json!({"type": "webhook", "url": "https://example.com/a"})).await;
+    bench.fire(&[feedback(1, 0, 7, 1, 0, "a")]).await;
+    let payload: serde_json::Value =
+        sqlx::query_scalar("SELECT payload FROM action_outbox").fetch_one(&bench.db.pool).await.unwrap();
+    let job: Job = serde_json::from_value(payload).unwrap();
+    let garbage = Attempt {
+        verdict: action_workers::outcome::Verdict::Permanent,
+        status: Some(400),
+        error: Some("said \0 no".into()),
+        latency: Duration::from_millis(3),
+        excerpt: Some("\0\0 body".into()),
+    };
+    let attempt = Recorded { job: &job, number: 1, attempt: &garbage, after: After::Failed };
+    record::record_many(&bench.db.pool, &[attempt]).await.expect("recorded");
+    let (error, excerpt): (String, String) =
+        sqlx::query_as("SELECT error, response_excerpt FROM deliveries").fetch_one(&bench.db.pool).await.unwrap();
+    assert_eq!((error.as_str(), excerpt.as_str()), ("said \u{FFFD} no", "\u{FFFD}\u{FFFD} body"));
+}

@@ -68,3 +68,30 @@ async fn events_are_filtered_paginated_newest_first_and_read_one_by_one() {
     assert_eq!(paths, ["chain_id", "registry", "limit"]);
     assert_eq!(app.get("/api/v1/events").await.status(), 401, "authentication is required");
 }
+
+#[tokio::test]
+async fn lists_cut_long_chain_text_and_the_event_by_id_has_it_whole() {
+    let db = TestDb::new().await;
+    let app = common::start(&db);
+    let mut long = feedback(1, 0, 42, 1, 0, "a\0b");
+    let shared::domain::EventData::NewFeedback { feedback_uri, .. } = &mut long.event.data else { panic!() };
+    *feedback_uri = "é".repeat(100_000).into();
+    let mut conn = db.pool.acquire().await.unwrap();
+    shared::store::events::insert(&mut conn, &[long, feedback(2, 0, 42, 1, 0, "short")]).await.unwrap();
+    let alice = user(&app, "alice@example.com").await;
+
+    let page: Value = alice.send(Method::GET, "/api/v1/events", None).await.json().await.unwrap();
+    let items = page["items"].as_array().unwrap();
+    assert!(items[0].get("truncated").is_none(), "{}", items[0]);
+    let listed = &items[1];
+    assert_eq!(listed["truncated"], serde_json::json!(["feedback_uri"]));
+    let uri = listed["feedback_uri"].as_str().unwrap();
+    assert_eq!(uri.chars().count(), 1_025);
+    assert!(uri.ends_with("é…"));
+    assert_eq!(listed["tag1"], "a\u{FFFD}b", "NUL is stored and shown as U+FFFD");
+
+    let id = listed["id"].as_i64().unwrap();
+    let whole: Value = alice.send(Method::GET, &format!("/api/v1/events/{id}"), None).await.json().await.unwrap();
+    assert_eq!(whole["feedback_uri"].as_str().unwrap().chars().count(), 100_000);
+    assert!(whole.get("truncated").is_none());
+}

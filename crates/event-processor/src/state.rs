@@ -355,7 +355,7 @@ pub struct WindowedAggregate {
 ///
 /// EMA rows, rows of other shapes and the warm markers ([`WARMED_MARKER`]) are never deleted.
 /// Each deletion checks `updated_at` again on the row it deletes, so a row the processor
-/// updates meanwhile stays.
+/// updates meanwhile stays, and rows a transaction holds are skipped (never waited for).
 pub async fn prune_idle_aggregate_keys(
     pool: &PgPool,
     windows: &[WindowedAggregate],
@@ -384,7 +384,8 @@ pub async fn prune_idle_aggregate_keys(
                   AND s.updated_at < $5::timestamptz - w.secs * interval '1 second'
                   AND NOT jsonb_path_exists(s.state, '$.entries[*][0] ? (@ >= $oldest)',
                                             jsonb_build_object('oldest', $6::int8 - w.secs), true)
-                LIMIT $7)
+                LIMIT $7
+                FOR UPDATE OF s SKIP LOCKED)
              DELETE FROM aggregate_state s USING doomed d
              WHERE s.trigger_id = d.trigger_id AND s.aggregate = d.aggregate AND s.key = d.key
                AND s.updated_at < $5::timestamptz - d.secs * interval '1 second'",
@@ -411,7 +412,7 @@ pub async fn prune_idle_aggregate_keys(
 /// cooldown_secs` of the trigger as it is now), at most `batch` per statement, and returns
 /// how many went. `horizon` is a block time no event still to be processed is older than, so
 /// every later event finds the cooldown over, as it finds an absent one. What is lost is the
-/// row's count of suppressed firings.
+/// row's count of suppressed firings. Rows a transaction holds are skipped, never waited for.
 pub async fn prune_expired_cooldowns(pool: &PgPool, horizon: DateTime<Utc>, batch: usize) -> Result<u64, sqlx::Error> {
     let limit = i64::try_from(batch.max(1)).unwrap_or(i64::MAX);
     let mut total = 0_u64;
@@ -421,7 +422,8 @@ pub async fn prune_expired_cooldowns(pool: &PgPool, horizon: DateTime<Utc>, batc
                 SELECT c.trigger_id, c.agent_key
                 FROM cooldowns c JOIN triggers t ON t.id = c.trigger_id
                 WHERE c.last_fired_at < $1::timestamptz - t.cooldown_secs * interval '1 second'
-                LIMIT $2)
+                LIMIT $2
+                FOR UPDATE OF c SKIP LOCKED)
              DELETE FROM cooldowns c USING doomed d, triggers t
              WHERE c.trigger_id = d.trigger_id AND c.agent_key = d.agent_key AND t.id = c.trigger_id
                AND c.last_fired_at < $1::timestamptz - t.cooldown_secs * interval '1 second'",

@@ -39,6 +39,10 @@ pub async fn checkpoint(pool: &PgPool, chain: ChainId) -> Result<Option<Checkpoi
     }))
 }
 
+/// Refused rows a range may set aside; past this and half the range, the range fails
+/// instead (see [`StoreError::MostRefused`]).
+const MAX_REFUSED: usize = 16;
+
 /// What a range's transaction stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Committed {
@@ -94,6 +98,11 @@ pub async fn commit_range(
             }
             Err(error) => return Err(error),
         }
+    }
+    let refused = range.quarantined.iter().filter(|q| q.stage == Stage::Store).count();
+    if refused > MAX_REFUSED.max(range.events.len() / 2) {
+        // Rolled back: the range is read again once the store takes its rows.
+        return Err(StoreError::MostRefused { refused, of: range.events.len() });
     }
     quarantine::keep(&mut tx, chain, &range.quarantined).await?;
     remember_block(&mut tx, chain, end).await?;

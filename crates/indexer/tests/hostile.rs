@@ -247,3 +247,35 @@ async fn rows_the_store_refuses_are_quarantined_and_the_range_commits() {
     let checkpoint = store::checkpoint(&chain.db.pool, ChainId(31337)).await.unwrap().unwrap();
     assert_eq!(checkpoint.last_block, 4, "the range is committed without the refused rows");
 }
+
+#[tokio::test]
+async fn a_range_the_store_refuses_almost_whole_fails_rather_than_setting_it_aside() {
+    let chain = Chain::start().await;
+    let events: Vec<_> = (1..=20)
+        .map(|n| {
+            let mut event = testkit::fixtures::feedback(n, 0, 1, 10, 0, "x");
+            event.event.log.log_index = u32::MAX;
+            event
+        })
+        .collect();
+    let sources = events
+        .iter()
+        .map(|e| RawLog {
+            address: Address::ZERO,
+            block_number: e.event.log.block_number,
+            block_hash: e.event.log.block_hash.0,
+            tx_hash: None,
+            log_index: u64::from(e.event.log.log_index),
+            topics: Vec::new(),
+            data: Bytes::new(),
+        })
+        .collect();
+    let end = BlockRef { number: 20, hash: B256::repeat_byte(4), parent_hash: B256::repeat_byte(3), time: Utc::now() };
+    let range = Range { events, sources, quarantined: Vec::new() };
+
+    let error = store::commit_range(&chain.db.pool, ChainId(31337), range, &end).await.expect_err("refused");
+
+    assert!(matches!(error, shared::store::events::StoreError::MostRefused { refused: 20, of: 20 }), "{error}");
+    assert!(store::checkpoint(&chain.db.pool, ChainId(31337)).await.unwrap().is_none(), "nothing moved");
+    assert!(quarantine::list(&chain.db.pool, ChainId(31337)).await.unwrap().is_empty());
+}

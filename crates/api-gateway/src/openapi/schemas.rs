@@ -76,6 +76,9 @@ pub struct Event {
     pub request_hash: Option<String>,
     pub response: Option<u8>,
     pub tag: Option<String>,
+    /// In lists only: the text fields cut to 1,024 characters (ending with `…`); the event
+    /// by id has them whole.
+    pub truncated: Option<Vec<String>>,
 }
 
 #[derive(ToSchema)]

@@ -1,7 +1,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 use shared::domain::{AgentId, EventId, EventType, Registry};
 use shared::store::events::{self, EventFilter, StoreError};
 
@@ -113,7 +113,46 @@ pub async fn list(
     let more = items.len() as i64 > limit;
     items.truncate(usize::try_from(limit).unwrap_or(50));
     let next_cursor = if more { items.last().map(|e| e.id.0.to_string()) } else { None };
+    let items: Vec<Value> = items.iter().map(listed).collect();
     Ok(HttpResponse::Ok().json(json!({"items": items, "next_cursor": next_cursor})))
+}
+
+/// Longest text of a field in a list of events, in characters.
+const MAX_LISTED_CHARS: usize = 1_024;
+
+/// The fields a chain fills with text or bytes of any length.
+const LONG_FIELDS: [&str; 10] = [
+    "agent_uri",
+    "metadata_key",
+    "metadata_value",
+    "tag1",
+    "tag2",
+    "endpoint",
+    "feedback_uri",
+    "response_uri",
+    "request_uri",
+    "tag",
+];
+
+/// An event as a list shows it: anyone can put a megabyte in a URI, so a page of events stays
+/// small by cutting long fields, named in `truncated`; `GET /events/{id}` has them whole.
+fn listed(event: &shared::domain::StoredEvent) -> Value {
+    let mut value = serde_json::to_value(event).unwrap_or(Value::Null);
+    let Some(fields) = value.as_object_mut() else { return value };
+    let mut truncated = Vec::new();
+    for name in LONG_FIELDS {
+        if let Some(Value::String(text)) = fields.get_mut(name)
+            && let Some((cut, _)) = text.char_indices().nth(MAX_LISTED_CHARS)
+        {
+            text.truncate(cut);
+            text.push('…');
+            truncated.push(name);
+        }
+    }
+    if !truncated.is_empty() {
+        fields.insert("truncated".to_owned(), json!(truncated));
+    }
+    value
 }
 
 /// `GET /api/v1/events/{id}`

@@ -3,15 +3,12 @@
 
 use serde_json::{Map, Value};
 
-use super::{Escape, RenderError, context, render};
+use super::{Escape, RenderError, TEMPLATE_FUEL, context, render, render_with_fuel};
 use crate::job::Job;
 use crate::trigger::{ParseMode, TelegramAction};
 
 /// Telegram's limit on one message, in characters.
 pub const MAX_MESSAGE_CHARS: usize = 4096;
-
-/// Most a Telegram template may write before the message is cut to [`MAX_MESSAGE_CHARS`].
-pub const MAX_TELEGRAM_RENDER_BYTES: usize = 64 * 1024;
 
 /// Most a webhook body template may write.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -19,20 +16,24 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 /// Most the rendered strings of one MCP call's arguments may hold together.
 pub const MAX_MCP_ARGUMENTS_BYTES: usize = 256 * 1024;
 
+/// Most strings (templates) in one MCP action's arguments; they share one render's fuel.
+pub const MAX_MCP_TEMPLATES: usize = 64;
+
 const DEFAULT_TELEGRAM_TEMPLATE: &str = "{{ trigger.name }}: {{ event.event_type }} for agent {{ event.agent_id }} on {{ chain.name }}\
 {% if event.value is defined %}, value {{ event.value }}{% endif %}\
 {% if event.tag1 %} ({{ event.tag1 }}){% endif %} at block {{ event.block_number }}";
 
 /// The Telegram message: inserted values are escaped for the parse mode, the template's own
-/// markup is kept, and the text is cut to Telegram's limit.
+/// markup is kept, and the text is cut to Telegram's limit. Only fuel bounds it (a long
+/// message is cut, never refused), so chain text of any length cannot silence an alert.
 pub fn telegram_message(job: &Job, action: &TelegramAction) -> Result<String, RenderError> {
     let escape = match action.parse_mode {
         ParseMode::Html => Escape::Html,
         ParseMode::MarkdownV2 => Escape::MarkdownV2,
-        ParseMode::Plain => Escape::Plain,
+        ParseMode::Plain => Escape::Message,
     };
     let source = action.template.as_deref().unwrap_or(DEFAULT_TELEGRAM_TEMPLATE);
-    let text = render(escape, source, &context(job), MAX_TELEGRAM_RENDER_BYTES)?;
+    let text = render(escape, source, &context(job), usize::MAX)?;
     Ok(truncate(&text, action.parse_mode))
 }
 
@@ -62,15 +63,25 @@ pub fn truncate(text: &str, mode: ParseMode) -> String {
     cut
 }
 
+/// How many strings (templates) `value` holds, at any depth.
+pub fn template_count(value: &Value) -> usize {
+    match value {
+        Value::String(_) => 1,
+        Value::Array(items) => items.iter().map(template_count).sum(),
+        Value::Object(map) => map.values().map(template_count).sum(),
+        _ => 0,
+    }
+}
+
 /// The MCP tool arguments: every string in them is a template, rendered with the job's
-/// context; other values are sent as written. Together the rendered strings hold at most
-/// [`MAX_MCP_ARGUMENTS_BYTES`].
+/// context; other values are sent as written. The strings share one render's fuel, and
+/// together they hold at most [`MAX_MCP_ARGUMENTS_BYTES`].
 pub fn mcp_arguments(job: &Job, arguments: &Map<String, Value>) -> Result<Map<String, Value>, RenderError> {
-    /// Renders every string of `value`, from what is left of the budget.
-    fn walk(value: &Value, context: &Value, left: &mut usize) -> Result<Value, RenderError> {
+    /// Renders every string of `value`, each with `fuel`, from what is left of the output.
+    fn walk(value: &Value, context: &Value, left: &mut usize, fuel: u64) -> Result<Value, RenderError> {
         Ok(match value {
             Value::String(source) => {
-                let text = render(Escape::Plain, source, context, MAX_MCP_ARGUMENTS_BYTES)?;
+                let text = render_with_fuel(Escape::Plain, source, context, MAX_MCP_ARGUMENTS_BYTES, fuel)?;
                 *left = left.checked_sub(text.len()).ok_or_else(|| {
                     RenderError::Budget(format!(
                         "the arguments' strings hold more than {MAX_MCP_ARGUMENTS_BYTES} bytes together"
@@ -79,19 +90,21 @@ pub fn mcp_arguments(job: &Job, arguments: &Map<String, Value>) -> Result<Map<St
                 Value::String(text)
             }
             Value::Array(items) => {
-                Value::Array(items.iter().map(|v| walk(v, context, left)).collect::<Result<_, _>>()?)
+                Value::Array(items.iter().map(|v| walk(v, context, left, fuel)).collect::<Result<_, _>>()?)
             }
             Value::Object(map) => Value::Object(
                 map.iter()
-                    .map(|(k, v)| Ok((k.clone(), walk(v, context, left)?)))
+                    .map(|(k, v)| Ok((k.clone(), walk(v, context, left, fuel)?)))
                     .collect::<Result<_, RenderError>>()?,
             ),
             other => other.clone(),
         })
     }
+    let templates: usize = arguments.values().map(template_count).sum();
+    let fuel = TEMPLATE_FUEL / u64::try_from(templates.max(1)).unwrap_or(u64::MAX);
     let context = context(job);
     let mut left = MAX_MCP_ARGUMENTS_BYTES;
-    arguments.iter().map(|(k, v)| Ok((k.clone(), walk(v, &context, &mut left)?))).collect()
+    arguments.iter().map(|(k, v)| Ok((k.clone(), walk(v, &context, &mut left, fuel)?))).collect()
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@ mod actions;
 mod samples;
 
 pub use self::actions::{
-    MAX_BODY_BYTES, MAX_MCP_ARGUMENTS_BYTES, MAX_MESSAGE_CHARS, MAX_TELEGRAM_RENDER_BYTES, mcp_arguments,
-    telegram_message, truncate,
+    MAX_BODY_BYTES, MAX_MCP_ARGUMENTS_BYTES, MAX_MCP_TEMPLATES, MAX_MESSAGE_CHARS, mcp_arguments, telegram_message,
+    template_count, truncate,
 };
 pub use self::samples::{sample_event, trial_errors};
 
@@ -131,13 +131,23 @@ pub enum Escape {
     Html,
     /// For Telegram's MarkdownV2.
     MarkdownV2,
-    /// Not at all (plain Telegram text, MCP arguments).
+    /// Not at all, for a plain Telegram message.
+    Message,
+    /// Not at all (MCP arguments).
     Plain,
 }
 
-/// Templates compiled so far, per escape style and source: each is compiled once per
+impl Escape {
+    /// Whether the output is a Telegram message, cut to [`MAX_MESSAGE_CHARS`] in the end:
+    /// then no inserted value needs more than that many characters either.
+    fn is_message(self) -> bool {
+        matches!(self, Escape::Html | Escape::MarkdownV2 | Escape::Message)
+    }
+}
+
+/// Templates compiled so far, per escape style, fuel and source: each is compiled once per
 /// process, not once per delivery.
-type Compiled = HashMap<(Escape, String), Arc<Environment<'static>>>;
+type Compiled = HashMap<(Escape, u64, String), Arc<Environment<'static>>>;
 
 /// Past this many distinct templates the cache starts over.
 const MAX_CACHED_TEMPLATES: usize = 10_000;
@@ -150,14 +160,26 @@ fn compiled() -> &'static Mutex<Compiled> {
 /// Renders `source` with `context`, escaping inserted values as `escape` says, within
 /// [`TEMPLATE_FUEL`] and at most `max_bytes` of output.
 pub fn render(escape: Escape, source: &str, context: &Value, max_bytes: usize) -> Result<String, RenderError> {
-    let key = (escape, source.to_owned());
+    render_with_fuel(escape, source, context, max_bytes, TEMPLATE_FUEL)
+}
+
+/// [`render`] with `fuel` instead of the whole [`TEMPLATE_FUEL`] (the templates of one MCP
+/// call share it).
+fn render_with_fuel(
+    escape: Escape,
+    source: &str,
+    context: &Value,
+    max_bytes: usize,
+    fuel: u64,
+) -> Result<String, RenderError> {
+    let key = (escape, fuel, source.to_owned());
     let cached = compiled().lock().ok().and_then(|cache| cache.get(&key).cloned());
     let env = match cached {
         Some(env) => env,
         None => {
             let mut env = Environment::new();
             configure(&mut env, escape);
-            env.set_fuel(Some(TEMPLATE_FUEL));
+            env.set_fuel(Some(fuel));
             env.set_recursion_limit(TEMPLATE_RECURSION_LIMIT);
             env.add_template_owned("template", source.to_owned()).map_err(|e| RenderError::of(&e))?;
             let env = Arc::new(env);
@@ -184,7 +206,16 @@ pub fn render(escape: Escape, source: &str, context: &Value, max_bytes: usize) -
 /// Runs `render` (one of the functions of this module, given what it needs by value) on a
 /// thread of its own, so that even a render at the edge of its budget does not hold up the
 /// tasks of an async worker thread.
+///
+/// At most as many renders as the machine has cores run at once in a process: a user who
+/// sends costly templates in parallel waits for a turn rather than taking every core.
 pub async fn off_thread<T: Send + 'static>(render: impl FnOnce() -> T + Send + 'static) -> T {
+    static TURNS: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
+    let turns = TURNS.get_or_init(|| {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get))
+    });
+    // The semaphore is never closed, so a turn always comes.
+    let _turn = turns.acquire().await;
     match tokio::task::spawn_blocking(render).await {
         Ok(output) => output,
         Err(join) => std::panic::resume_unwind(join.into_panic()),
@@ -195,14 +226,24 @@ fn configure(env: &mut Environment<'static>, escape: Escape) {
     match escape {
         Escape::Json => env.set_auto_escape_callback(|_| AutoEscape::Json),
         Escape::Plain => env.set_auto_escape_callback(|_| AutoEscape::None),
-        Escape::Html | Escape::MarkdownV2 => {
+        Escape::Html | Escape::MarkdownV2 | Escape::Message => {
             env.set_auto_escape_callback(|_| AutoEscape::Custom("telegram".into()));
             env.set_formatter(move |out: &mut Output, state: &mut State, value: &minijinja::Value| {
                 if *state.auto_escape() == AutoEscape::None || value.is_safe() {
                     return minijinja::escape_formatter(out, state, value);
                 }
                 let text = if value.is_none() || value.is_undefined() { String::new() } else { value.to_string() };
-                let escaped = if escape == Escape::MarkdownV2 { escape_markdown_v2(&text) } else { escape_html(&text) };
+                // A message is cut in the end, so a value longer than a whole message (a
+                // megabyte tag from the chain) is cut first and never costs its length.
+                let text = match text.char_indices().nth(MAX_MESSAGE_CHARS) {
+                    Some((cut, _)) if escape.is_message() => &text[..cut],
+                    _ => text.as_str(),
+                };
+                let escaped = match escape {
+                    Escape::MarkdownV2 => escape_markdown_v2(text),
+                    Escape::Html => escape_html(text),
+                    _ => text.to_owned(),
+                };
                 out.write_str(&escaped)
                     .map_err(|_| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "write failed"))
             });

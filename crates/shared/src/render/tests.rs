@@ -1,7 +1,7 @@
 use serde_json::json;
 
 use super::*;
-use crate::domain::EventType;
+use crate::domain::{EventType, StoredEvent};
 use crate::trigger::TriggerDefinition;
 
 fn context() -> Value {
@@ -119,4 +119,55 @@ fn long_telegram_output_is_cut_not_refused() {
     };
     let text = telegram_message(&job, telegram).expect("renders");
     assert_eq!(text.chars().count(), MAX_MESSAGE_CHARS);
+}
+
+fn job_with(event: StoredEvent) -> crate::job::Job {
+    let nil = uuid::Uuid::nil();
+    crate::job::Job {
+        job_id: JobId::derive(event.id, TriggerId(nil), crate::domain::ActionId(nil)),
+        trigger: crate::job::JobTrigger { id: TriggerId(nil), name: "t".into(), user_id: crate::domain::UserId(nil) },
+        action: crate::trigger::StoredAction {
+            id: crate::domain::ActionId(nil),
+            kind: crate::trigger::ActionKind::Telegram,
+            config: Value::Null,
+        },
+        event,
+        aggregates: BTreeMap::new(),
+        fired_at: Utc::now(),
+    }
+}
+
+#[test]
+fn a_megabyte_of_chain_text_never_silences_a_telegram_alert() {
+    let mut event = sample_event(EventType::NewFeedback);
+    let crate::domain::EventData::NewFeedback { tag1, .. } = &mut event.event.data else { panic!("feedback") };
+    *tag1 = Some("&<".repeat(600_000).into());
+    let job = job_with(event);
+    for mode in ["HTML", "MarkdownV2", "plain"] {
+        let action = json!({"type": "telegram", "chat_id": "1", "parse_mode": mode});
+        let definition = TriggerDefinition::parse(&trigger_with(action)).expect("accepted");
+        let crate::trigger::Action::Telegram(telegram) = &definition.actions[0] else { panic!("telegram") };
+        let text = telegram_message(&job, telegram).unwrap_or_else(|e| panic!("{mode}: {e}"));
+        // Cut cleanly (never half an entity), not refused.
+        let chars = text.chars().count();
+        assert!((MAX_MESSAGE_CHARS - 8..=MAX_MESSAGE_CHARS).contains(&chars), "{mode}: {chars}");
+    }
+}
+
+#[test]
+fn the_strings_of_one_mcp_call_share_one_budget() {
+    // Each loop alone fits a render's fuel; two of them in one call do not.
+    let spin = "{% for i in range(30000) %}{% endfor %}";
+    let one = json!({"type": "mcp", "server_url": "https://agent.example/mcp", "tool": "t", "arguments": {"a": spin}});
+    assert!(TriggerDefinition::parse(&trigger_with(one)).is_ok());
+    let two = json!({"type": "mcp", "server_url": "https://agent.example/mcp", "tool": "t",
+                     "arguments": {"a": spin, "b": [spin]}});
+    let errors = TriggerDefinition::parse(&trigger_with(two)).expect_err("refused");
+    assert_eq!(errors.0[0].path, "actions[0].arguments", "{errors}");
+    assert!(errors.0[0].message.contains("fuel"), "{errors}");
+
+    let many: serde_json::Map<String, Value> = (0..=MAX_MCP_TEMPLATES).map(|i| (format!("k{i}"), json!("x"))).collect();
+    let action = json!({"type": "mcp", "server_url": "https://agent.example/mcp", "tool": "t", "arguments": many});
+    let errors = TriggerDefinition::parse(&trigger_with(action)).expect_err("refused");
+    assert!(errors.0.iter().any(|e| e.path == "actions[0].arguments" && e.message.contains("at most 64")), "{errors}");
 }

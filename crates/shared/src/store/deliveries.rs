@@ -101,7 +101,7 @@ pub async fn prune_before(pool: &PgPool, cutoff: DateTime<Utc>, batch: usize) ->
     let limit = i64::try_from(batch.max(1)).unwrap_or(i64::MAX);
     pages::delete_page_by_page(0_i64, |after| async move {
         let (deleted, last, more): (i64, Option<i64>, bool) = sqlx::query_as(
-            "WITH page AS (SELECT id, created_at FROM deliveries WHERE id > $1 ORDER BY id LIMIT $3),
+            "WITH page AS (SELECT id, created_at FROM deliveries WHERE id > $1 ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED),
                       gone AS (DELETE FROM deliveries d USING page
                                WHERE d.id = page.id AND d.created_at < $2
                                RETURNING d.id)

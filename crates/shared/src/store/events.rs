@@ -30,6 +30,10 @@ pub enum StoreError {
     ChainIdTooLarge(ChainId),
     #[error("block number {0} does not fit the store (at most 2^63-1)")]
     BlockNumberTooLarge(u64),
+    /// So many rows of one batch were refused that the fault is likelier in the store (a
+    /// schema this version does not expect) than in the rows: nothing is set aside.
+    #[error("the store refused {refused} of {of} events at once; the schema and this version may disagree")]
+    MostRefused { refused: usize, of: usize },
 }
 
 impl StoreError {
@@ -45,7 +49,7 @@ impl StoreError {
                 db.code().is_some_and(|code| ["22", "23", "54"].iter().any(|class| code.starts_with(class)))
             }
             StoreError::Database(sqlx::Error::Encode(_)) => true,
-            StoreError::Database(_) | StoreError::Malformed { .. } => false,
+            StoreError::Database(_) | StoreError::Malformed { .. } | StoreError::MostRefused { .. } => false,
         }
     }
 }
@@ -540,7 +544,7 @@ pub async fn prune_processed_before(
     let limit = i64::try_from(batch.max(1)).unwrap_or(i64::MAX);
     pages::delete_page_by_page(0_i64, |after| async move {
         let (deleted, last, more): (i64, Option<i64>, bool) = sqlx::query_as(
-            "WITH page AS (SELECT id, inserted_at FROM events WHERE id > $1 ORDER BY id LIMIT $5),
+            "WITH page AS (SELECT id, inserted_at FROM events WHERE id > $1 ORDER BY id LIMIT $5 FOR UPDATE SKIP LOCKED),
                       gone AS (DELETE FROM events e USING page
                                WHERE e.id = page.id
                                  AND e.inserted_at < $2 AND e.block_timestamp < $2

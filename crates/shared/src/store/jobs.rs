@@ -37,7 +37,7 @@ pub async fn prune_finished_before(pool: &PgPool, cutoff: DateTime<Utc>, batch: 
     // Job ids are UUIDv5, never the nil UUID.
     pages::delete_page_by_page(uuid::Uuid::nil(), |after| async move {
         let (deleted, last, more): (i64, Option<uuid::Uuid>, bool) = sqlx::query_as(
-            "WITH page AS (SELECT job_id FROM action_outbox WHERE job_id > $1 ORDER BY job_id LIMIT $3),
+            "WITH page AS (SELECT job_id FROM action_outbox WHERE job_id > $1 ORDER BY job_id LIMIT $3 FOR UPDATE SKIP LOCKED),
                       gone AS (DELETE FROM action_outbox o USING page
                                WHERE o.job_id = page.job_id
                                  AND o.status IN ('delivered', 'failed', 'dead')

@@ -342,6 +342,13 @@ fn mcp(object: &Map<String, Value>, path: &Path, errors: &mut Errors) -> Option<
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(map)) => {
             check_argument_templates(&Value::Object(map.clone()), &path.key("arguments"), errors);
+            let templates: usize = map.values().map(crate::render::template_count).sum();
+            if templates > crate::render::MAX_MCP_TEMPLATES {
+                errors.add(
+                    &path.key("arguments"),
+                    format!("at most {} strings (templates) in all", crate::render::MAX_MCP_TEMPLATES),
+                );
+            }
             if Value::Object(map.clone()).to_string().len() > 4 * MAX_TEMPLATE_BYTES {
                 errors.add(&path.key("arguments"), format!("at most {} bytes", 4 * MAX_TEMPLATE_BYTES));
             }
