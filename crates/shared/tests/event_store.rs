@@ -160,3 +160,23 @@ async fn a_row_that_breaks_the_model_is_reported_not_panicked_on() {
     let err = events::get(&test_db.pool, EventId(id)).await.unwrap_err();
     assert!(err.to_string().contains("client_address"), "{err}");
 }
+
+#[tokio::test]
+async fn long_text_is_stored_whole_in_statements_of_bounded_size() {
+    let db = TestDb::new().await;
+    // 400 events of 100 KB each: several statements, every row stored once and whole.
+    let events: Vec<_> = (0..400u64)
+        .map(|n| {
+            let mut event = feedback(n, 0, n, 1, 0, "long");
+            let EventData::NewFeedback { feedback_uri, .. } = &mut event.event.data else { panic!() };
+            *feedback_uri = "u".repeat(100_000).into();
+            event
+        })
+        .collect();
+    let mut conn = db.pool.acquire().await.unwrap();
+    assert_eq!(events::insert(&mut conn, &events).await.unwrap(), 400);
+    let (rows, shortest): (i64, i32) =
+        sqlx::query_as("SELECT count(*), min(length(feedback_uri)) FROM events").fetch_one(&db.pool).await.unwrap();
+    assert_eq!((rows, shortest), (400, 100_000));
+    assert_eq!(events::insert(&mut conn, &events).await.unwrap(), 0, "inserting again adds nothing");
+}

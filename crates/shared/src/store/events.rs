@@ -167,10 +167,40 @@ impl TypedColumns {
 /// checkpoint atomically with the rows; listeners of `new_event` hear once per transaction.
 pub async fn insert(conn: &mut PgConnection, events: &[NewEvent]) -> Result<u64, StoreError> {
     let mut inserted = 0;
-    for chunk in events.chunks(ROWS_PER_STATEMENT) {
-        inserted += insert_chunk(&mut *conn, chunk).await?;
+    let mut start = 0;
+    while start < events.len() {
+        // Up to ROWS_PER_STATEMENT rows, and fewer when their text is long: a chain can put
+        // 100 KB in every string, and a statement must stay far below PostgreSQL's limits.
+        let mut end = start;
+        let mut bytes = 0;
+        while end < events.len() && end - start < ROWS_PER_STATEMENT && (end == start || bytes < BYTES_PER_STATEMENT) {
+            bytes += approximate_bytes(&events[end]);
+            end += 1;
+        }
+        inserted += insert_chunk(&mut *conn, &events[start..end]).await?;
+        start = end;
     }
     Ok(inserted)
+}
+
+/// Most text (about) one INSERT statement carries.
+const BYTES_PER_STATEMENT: usize = 32 * 1024 * 1024;
+
+/// About how many bytes an event takes in a statement: its text travels in its column and
+/// in `args` (and in hex there when it had to be changed).
+fn approximate_bytes(event: &NewEvent) -> usize {
+    let text = match &event.event.data {
+        EventData::Registered { agent_uri, .. } | EventData::UriUpdated { agent_uri, .. } => agent_uri.len(),
+        EventData::MetadataSet { metadata_key, metadata_value } => metadata_key.len() + 2 * metadata_value.0.len(),
+        EventData::NewFeedback { tag1, tag2, endpoint, feedback_uri, .. } => {
+            tag1.as_ref().map_or(0, |t| t.len()) + tag2.len() + endpoint.len() + feedback_uri.len()
+        }
+        EventData::ResponseAppended { response_uri, .. } => response_uri.len(),
+        EventData::ValidationRequest { request_uri, .. } => request_uri.len(),
+        EventData::ValidationResponse { response_uri, tag, .. } => response_uri.len() + tag.len(),
+        EventData::Transfer { .. } | EventData::FeedbackRevoked { .. } => 0,
+    };
+    1_024 + 4 * text
 }
 
 /// The rows of one statement, column by column: one array per column, bound once, so a
