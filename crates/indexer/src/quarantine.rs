@@ -63,30 +63,42 @@ fn int8(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-/// Keeps `logs` of `chain`; a log already kept (the same range read again) is left as it is.
+/// Keeps `logs` of `chain`, in one statement; a log already kept (the same range read
+/// again) is left as it is.
 pub async fn keep(conn: &mut PgConnection, chain: ChainId, logs: &[Quarantined]) -> Result<(), sqlx::Error> {
-    for entry in logs {
-        let log = &entry.log;
-        let topics: Vec<String> = log.topics.iter().map(ToString::to_string).collect();
-        sqlx::query(
-            "INSERT INTO quarantined_logs
-                 (chain_id, contract_address, block_number, block_hash, tx_hash, log_index, topics, data, stage, reason)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-             ON CONFLICT (chain_id, block_hash, log_index) DO NOTHING",
-        )
-        .bind(chain.as_i64().unwrap_or(i64::MAX))
-        .bind(log.address.to_string().to_lowercase())
-        .bind(int8(log.block_number))
-        .bind(log.block_hash.to_string())
-        .bind(log.tx_hash.map(|h| h.to_string()))
-        .bind(int8(log.log_index))
-        .bind(&topics)
-        .bind(log.data.as_ref())
-        .bind(entry.stage.as_str())
-        .bind(Text::new(entry.reason.as_str()).as_str())
-        .execute(&mut *conn)
-        .await?;
+    if logs.is_empty() {
+        return Ok(());
     }
+    let column = |f: &dyn Fn(&Quarantined) -> String| logs.iter().map(f).collect::<Vec<String>>();
+    let addresses = column(&|q| q.log.address.to_string().to_lowercase());
+    let hashes = column(&|q| q.log.block_hash.to_string());
+    let topics = column(&|q| q.log.topics.iter().map(ToString::to_string).collect::<Vec<_>>().join(","));
+    let reasons = column(&|q| Text::new(q.reason.as_str()).into_string());
+    let stages: Vec<&str> = logs.iter().map(|q| q.stage.as_str()).collect();
+    let numbers: Vec<i64> = logs.iter().map(|q| int8(q.log.block_number)).collect();
+    let indexes: Vec<i64> = logs.iter().map(|q| int8(q.log.log_index)).collect();
+    let txs: Vec<Option<String>> = logs.iter().map(|q| q.log.tx_hash.map(|h| h.to_string())).collect();
+    let data: Vec<&[u8]> = logs.iter().map(|q| q.log.data.as_ref()).collect();
+    sqlx::query(
+        "INSERT INTO quarantined_logs
+             (chain_id, contract_address, block_number, block_hash, tx_hash, log_index, topics, data, stage, reason)
+         SELECT $1, a, n, h, t, i, CASE WHEN p = '' THEN '{}'::text[] ELSE string_to_array(p, ',') END, d, s, r
+         FROM UNNEST($2::text[], $3::int8[], $4::text[], $5::text[], $6::int8[], $7::text[], $8::bytea[],
+                     $9::text[], $10::text[]) AS u(a, n, h, t, i, p, d, s, r)
+         ON CONFLICT (chain_id, block_hash, log_index) DO NOTHING",
+    )
+    .bind(chain.as_i64().unwrap_or(i64::MAX))
+    .bind(&addresses)
+    .bind(&numbers)
+    .bind(&hashes)
+    .bind(&txs)
+    .bind(&indexes)
+    .bind(&topics)
+    .bind(&data)
+    .bind(&stages)
+    .bind(&reasons)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 

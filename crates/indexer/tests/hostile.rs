@@ -201,6 +201,7 @@ async fn hostile_logs_never_stop_a_chain() {
     assert!(kept[0].reason.starts_with("NewFeedback(uint256,"), "{}", kept[0].reason);
     assert_eq!(kept[0].data, vec![0xab; 7], "the raw data is kept");
     assert!(kept[1].reason.contains("no registry event has topic0"), "{}", kept[1].reason);
+    assert_eq!(kept[1].topics, [B256::repeat_byte(0x77).to_string()], "the topics are kept");
 
     // Reading the same blocks again adds nothing, to the events or to the quarantine.
     sqlx::query("DELETE FROM indexer_checkpoints").execute(&chain.db.pool).await.unwrap();
