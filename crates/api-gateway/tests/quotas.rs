@@ -86,6 +86,10 @@ async fn the_triggers_quota_is_409_per_user_until_one_is_deleted() {
     assert!(message.contains("\"triggers_per_user\"") && message.contains("at most 3"), "{message}");
     let listed: Value = alice.send(Method::GET, "/api/v1/triggers", None).await.json().await.unwrap();
     assert_eq!(listed["items"].as_array().unwrap().len(), 3, "nothing was saved");
+    // A full account is refused before its templates are tried: a template bomb costs nothing.
+    let mut bomb = trigger("bomb", 1, 1);
+    bomb["actions"][0]["body_template"] = json!("{% for i in range(100000) %}{{ i }}{% endfor %}");
+    quota_error(alice.send(Method::POST, "/api/v1/triggers", Some(bomb)).await, 409).await;
 
     // Bob's triggers are counted apart from Alice's.
     create(&bob, "bob's").await;

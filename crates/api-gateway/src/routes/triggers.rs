@@ -68,6 +68,14 @@ pub async fn create(
     user: AuthUser,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
+    // Refused at once when the account is full, before the templates are tried (the count
+    // is checked again, under a lock, when the trigger is stored).
+    let mut conn = state.db.acquire().await.map_err(|e| ApiError::internal(&e))?;
+    let held = triggers::count(&mut conn, user.0).await.map_err(|e| ApiError::internal(&e))?;
+    drop(conn);
+    if held >= i64::from(state.quotas.triggers_per_user) {
+        return Err(state.quotas.triggers_reached());
+    }
     let definition = parse(&body).await?;
     state.quotas.check_trigger(&definition)?;
     let mut tx = state.db.begin().await.map_err(|e| ApiError::internal(&e))?;

@@ -58,14 +58,17 @@ pub async fn insert_within_quota(
 ) -> Result<Option<(TriggerId, Vec<ActionId>)>, sqlx::Error> {
     let mut tx = conn.begin().await?;
     lock_owner(&mut tx, user).await?;
-    let count: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM triggers WHERE user_id = $1").bind(user).fetch_one(&mut *tx).await?;
-    if count >= i64::from(max) {
+    if count(&mut tx, user).await? >= i64::from(max) {
         return Ok(None);
     }
     let created = insert(&mut tx, user, definition, None).await?;
     tx.commit().await?;
     Ok(Some(created))
+}
+
+/// How many triggers `user` has.
+pub async fn count(conn: &mut PgConnection, user: UserId) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) FROM triggers WHERE user_id = $1").bind(user).fetch_one(conn).await
 }
 
 /// Locks the owner's row against other quota checks (`FOR NO KEY UPDATE` conflicts with
