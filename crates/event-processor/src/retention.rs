@@ -30,8 +30,9 @@ pub const BLOCK_TIME_MARGIN: TimeDelta = TimeDelta::days(1);
 const TRIGGERS_PER_PAGE: usize = 500;
 
 /// The first round waits this long after the loop starts (the processor has just become the
-/// leader and catches up first), or one interval when that is shorter.
-const FIRST_ROUND_AFTER: Duration = Duration::from_secs(300);
+/// leader and catches up first), or one interval when that is shorter. Short, so that a
+/// leader that restarts now and then still prunes.
+const FIRST_ROUND_AFTER: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RetentionError {

@@ -138,11 +138,7 @@ impl ChainIndexer {
     /// counted and skipped (the number is returned); logs that do not decode are quarantined.
     async fn decode(&mut self, logs: &[alloy::rpc::types::Log], end: &BlockRef) -> Result<(Range, u64), IndexError> {
         let mut times: HashMap<u64, DateTime<Utc>> = HashMap::from([(end.number, end.time)]);
-        let mut range = Range {
-            events: Vec::with_capacity(logs.len()),
-            sources: Vec::with_capacity(logs.len()),
-            quarantined: Vec::new(),
-        };
+        let mut range = Range::with_capacity(logs.len());
         let mut skipped = 0;
         for log in logs {
             if log.removed {
@@ -165,21 +161,14 @@ impl ChainIndexer {
             times.insert(number, time);
             let source = RawLog::of(log);
             match (decode::decode(self.config.chain_id, log, time), source) {
-                (Ok(event), Some(source)) => {
-                    range.events.push(event);
-                    range.sources.push(source);
-                }
+                (Ok(event), Some(source)) => range.push(event, source),
                 (Err(error @ (DecodeError::Unused(_) | DecodeError::NoTopics)), _) => {
                     self.skip(&error);
                     skipped += 1;
                 }
                 (Err(error @ (DecodeError::UnknownTopic(_) | DecodeError::Malformed { .. })), Some(source)) => {
                     tracing::debug!(chain = %self.config.chain_id, %error, "log quarantined");
-                    range.quarantined.push(Quarantined {
-                        log: source,
-                        stage: Stage::Decode,
-                        reason: error.to_string(),
-                    });
+                    range.quarantine(Quarantined { log: source, stage: Stage::Decode, reason: error.to_string() });
                 }
                 (Err(error), _) => {
                     self.skip(&error);

@@ -52,12 +52,31 @@ pub struct Committed {
     pub quarantined: usize,
 }
 
-/// The decoded logs of one range: each event beside the log it came from.
+/// The decoded logs of one range: each event beside the log it came from, and the logs
+/// set aside.
 #[derive(Debug, Default)]
 pub struct Range {
-    pub events: Vec<NewEvent>,
-    pub sources: Vec<RawLog>,
-    pub quarantined: Vec<Quarantined>,
+    /// Stored column by column, so `events` and `sources` always have the same length.
+    events: Vec<NewEvent>,
+    sources: Vec<RawLog>,
+    quarantined: Vec<Quarantined>,
+}
+
+impl Range {
+    pub fn with_capacity(logs: usize) -> Self {
+        Self { events: Vec::with_capacity(logs), sources: Vec::with_capacity(logs), quarantined: Vec::new() }
+    }
+
+    /// An event to store, decoded from `source`.
+    pub fn push(&mut self, event: NewEvent, source: RawLog) {
+        self.events.push(event);
+        self.sources.push(source);
+    }
+
+    /// A log set aside.
+    pub fn quarantine(&mut self, entry: Quarantined) {
+        self.quarantined.push(entry);
+    }
 }
 
 /// Stores the events of blocks up to `end`, keeps the quarantined logs, and moves the

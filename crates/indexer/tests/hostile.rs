@@ -12,7 +12,7 @@ use alloy::sol_types::SolEvent;
 use chrono::Utc;
 use common::{Chain, catch_up};
 use indexer::abi::{current, raw, unused};
-use indexer::quarantine::{self, Quarantined, RawLog, Stage};
+use indexer::quarantine::{self, RawLog, Stage};
 use indexer::rpc::BlockRef;
 use indexer::store::{self, Range};
 use indexer::{ChainIndexer, Step};
@@ -220,7 +220,7 @@ async fn rows_the_store_refuses_are_quarantined_and_the_range_commits() {
     let mut too_far = block(3);
     too_far.event.log.block_number = u64::MAX;
     let events = vec![block(1), refused, too_far, block(4)];
-    let sources = events
+    let sources: Vec<RawLog> = events
         .iter()
         .map(|e| RawLog {
             address: Address::ZERO,
@@ -233,7 +233,10 @@ async fn rows_the_store_refuses_are_quarantined_and_the_range_commits() {
         })
         .collect();
     let end = BlockRef { number: 4, hash: B256::repeat_byte(4), parent_hash: B256::repeat_byte(3), time: Utc::now() };
-    let range = Range { events, sources, quarantined: Vec::<Quarantined>::new() };
+    let mut range = Range::default();
+    for (event, source) in events.into_iter().zip(sources) {
+        range.push(event, source);
+    }
 
     let committed = store::commit_range(&chain.db.pool, ChainId(31337), range, &end).await.unwrap();
 
@@ -259,7 +262,7 @@ async fn a_range_the_store_refuses_almost_whole_fails_rather_than_setting_it_asi
             event
         })
         .collect();
-    let sources = events
+    let sources: Vec<RawLog> = events
         .iter()
         .map(|e| RawLog {
             address: Address::ZERO,
@@ -272,7 +275,10 @@ async fn a_range_the_store_refuses_almost_whole_fails_rather_than_setting_it_asi
         })
         .collect();
     let end = BlockRef { number: 20, hash: B256::repeat_byte(4), parent_hash: B256::repeat_byte(3), time: Utc::now() };
-    let range = Range { events, sources, quarantined: Vec::new() };
+    let mut range = Range::default();
+    for (event, source) in events.into_iter().zip(sources) {
+        range.push(event, source);
+    }
 
     let error = store::commit_range(&chain.db.pool, ChainId(31337), range, &end).await.expect_err("refused");
 
