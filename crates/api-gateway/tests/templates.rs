@@ -44,6 +44,21 @@ async fn template_bombs_are_refused_when_saved() {
             "actions[0].arguments",
         ),
     ];
+    // While bombs keep arriving, someone else is served all along.
+    let bombarding = async {
+        for _ in 0..3 {
+            for (action, _) in &bombs {
+                let response = mallory.send(Method::POST, "/api/v1/triggers", Some(trigger(action.clone()))).await;
+                assert_eq!(response.status().as_u16(), 400);
+            }
+        }
+    };
+    let serving = async {
+        for _ in 0..20 {
+            assert_eq!(alice.send(Method::GET, "/api/v1/triggers", None).await.status().as_u16(), 200);
+        }
+    };
+    tokio::join!(bombarding, serving);
     for (action, path) in bombs {
         let response = mallory.send(Method::POST, "/api/v1/triggers", Some(trigger(action))).await;
         assert_eq!(response.status().as_u16(), 400);
