@@ -35,19 +35,20 @@ pub async fn unwarmed<'t>(pool: &PgPool, trigger: &'t LoadedTrigger) -> Result<V
 }
 
 /// Replays up to `per_key` of the latest stored events of each key (agent, or the whole
-/// trigger) through `aggregates`, up to `cursor`, then stores the states, drops the state
-/// of aggregates the trigger no longer has, and marks the aggregates warmed, in one
-/// transaction. Returns the number of events replayed.
+/// trigger) through `aggregates`, up to `cursor`: drops the state of aggregates the trigger
+/// no longer has, stores the states, and marks the aggregates warmed. Returns the number of
+/// events replayed.
 ///
 /// Bounded in memory: agents are taken in pages of `max(1, PAGE_EVENTS / per_key)`, in
 /// agent id order, and each page is read, replayed, written and dropped before the next,
 /// so at most about `max(PAGE_EVENTS, per_key)` events per chain (an agent id names one
 /// agent per chain) and their states are held at once. A trigger with a per-trigger
-/// aggregate has one key, its latest `per_key` events, read in one page. The work is still
-/// proportional to the history of the scope, and the transaction stays open while it is
-/// done (the processor waits for it either way): the states and the warm marker commit
-/// together, so an aggregate is warmed exactly once or not at all. Between pages the task
-/// yields.
+/// aggregate has one key, its latest `per_key` events, read in one page. Each page commits
+/// on its own, so no transaction stays open for the whole history; the warm marker commits
+/// last. Warming that stops half way (a crash) leaves no marker, and the next warming
+/// writes every key again from the same history, so an aggregate ends warmed exactly once.
+/// A trigger deleted meanwhile stops the warming at the next page. The work is still
+/// proportional to the history of the scope, and the processor waits for it.
 pub async fn warm(
     pool: &PgPool,
     trigger: &LoadedTrigger,
@@ -57,34 +58,33 @@ pub async fn warm(
     max_window_entries: usize,
 ) -> Result<usize, sqlx::Error> {
     let current: Vec<String> = trigger.rule.aggregates.iter().map(|a| a.id.clone()).collect();
-    let mut tx = pool.begin().await?;
-    // A trigger deleted since it was read has nothing to warm, and no one else's warming or
-    // processing may fail for it; the lock keeps it until this warming commits.
-    let (live, _) = shared::store::triggers::lock_existing(&mut tx, &[trigger.id.0], &[]).await?;
-    if live.is_empty() {
-        return Ok(0);
-    }
+    let Some(mut tx) = begin_if_live(pool, trigger).await? else { return Ok(0) };
     sqlx::query("DELETE FROM aggregate_state WHERE trigger_id = $1 AND NOT (aggregate = ANY($2))")
         .bind(trigger.id)
         .bind(&current)
         .execute(&mut *tx)
         .await?;
+    tx.commit().await?;
 
     let mut replayed = Replayed::default();
     if !aggregates.is_empty() && cursor != Cursor::default() && per_key > 0 {
         let filter = ScopeFilter::of(trigger);
         if aggregates.iter().any(|a| a.per == Per::Trigger) {
             // One key for the whole trigger: its latest `per_key` events.
+            let Some(mut tx) = begin_if_live(pool, trigger).await? else { return Ok(replayed.events) };
             let events = history(&mut tx, trigger, &filter, &filter.agents, "0", cursor, per_key).await?;
             replay(&mut tx, trigger, aggregates, &events, max_window_entries, &mut replayed).await?;
+            tx.commit().await?;
         } else {
             let agents_per_page = (PAGE_EVENTS / per_key).max(1);
             let mut after: Option<String> = None;
             loop {
+                let Some(mut tx) = begin_if_live(pool, trigger).await? else { return Ok(replayed.events) };
                 let page = agents_page(&mut tx, &filter, cursor, after.as_deref(), agents_per_page).await?;
                 let Some(last) = page.last().cloned() else { break };
                 let events = history(&mut tx, trigger, &filter, &page, "chain_id, agent_id", cursor, per_key).await?;
                 replay(&mut tx, trigger, aggregates, &events, max_window_entries, &mut replayed).await?;
+                tx.commit().await?;
                 if page.len() < agents_per_page as usize {
                     break;
                 }
@@ -94,6 +94,7 @@ pub async fn warm(
         }
     }
 
+    let Some(mut tx) = begin_if_live(pool, trigger).await? else { return Ok(replayed.events) };
     let n = aggregates.len();
     upsert_states(
         &mut tx,
@@ -107,6 +108,18 @@ pub async fn warm(
     .await?;
     tx.commit().await?;
     Ok(replayed.events)
+}
+
+/// A transaction in which `trigger` is locked against deletion, or `None` when it was
+/// deleted since it was read: then it has nothing more to warm, and no one's warming or
+/// processing may fail for it.
+async fn begin_if_live(
+    pool: &PgPool,
+    trigger: &LoadedTrigger,
+) -> Result<Option<sqlx::Transaction<'static, sqlx::Postgres>>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let (live, _) = shared::store::triggers::lock_existing(&mut tx, &[trigger.id.0], &[]).await?;
+    Ok((!live.is_empty()).then_some(tx))
 }
 
 /// What the pages replayed so far.

@@ -348,4 +348,18 @@ async fn warming_a_catch_all_trigger_pages_through_every_agent() {
             .collect();
     assert_eq!(last, expected);
     assert!(bench.fired().await.is_empty(), "warming never fires");
+
+    // Pages commit one by one and the marker last: warming cut short before its marker (a
+    // crash) is done again by the next processor, to the same states.
+    sqlx::query("DELETE FROM aggregate_state WHERE key = '#warmed'").execute(&bench.db.pool).await.unwrap();
+    sqlx::query(
+        "UPDATE aggregate_state SET state = '{\"t\": \"ema\", \"value\": \"1\", \"samples\": 9}' WHERE key = '31337:3'",
+    )
+    .execute(&bench.db.pool)
+    .await
+    .unwrap();
+    let settings = event_processor::Settings { warm_events_per_key: 4_000, ..Bench::settings(100) };
+    let mut next = event_processor::Processor::new(bench.db.pool.clone(), settings);
+    next.refresh_triggers().await.unwrap();
+    assert_eq!(bench.states().await, states, "warmed again, to the same states");
 }
