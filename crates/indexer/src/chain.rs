@@ -8,6 +8,7 @@ use std::time::Duration;
 use alloy::primitives::Address as RawAddress;
 use chrono::{DateTime, Utc};
 use shared::domain::ChainId;
+use shared::store::events::StoreError;
 use sqlx::PgPool;
 
 use crate::config::ChainConfig;
@@ -49,6 +50,9 @@ pub enum IndexError {
 /// Ranges grow back by this factor after each accepted request.
 const GROWTH: u64 = 2;
 
+/// Times a range the store refuses almost whole is tried before its logs are set aside.
+const MAX_RANGE_REFUSALS: u32 = 5;
+
 pub struct ChainIndexer {
     config: ChainConfig,
     pool: PgPool,
@@ -56,6 +60,8 @@ pub struct ChainIndexer {
     addresses: Vec<RawAddress>,
     range: u64,
     label: String,
+    /// Consecutive failures of the current range for being refused almost whole.
+    refusals: u32,
 }
 
 impl ChainIndexer {
@@ -64,7 +70,7 @@ impl ChainIndexer {
         let addresses = config.registries.addresses().into_iter().map(|a| a.0).collect();
         let range = config.max_block_range;
         let label = config.chain_id.to_string();
-        Self { config, pool, rpc, addresses, range, label }
+        Self { config, pool, rpc, addresses, range, label, refusals: 0 }
     }
 
     pub fn chain(&self) -> ChainId {
@@ -113,7 +119,19 @@ impl ChainIndexer {
             return Err(IndexError::Moved);
         }
         let (range, skipped) = self.decode(&logs, &end).await?;
-        let committed = store::commit_range(&self.pool, self.config.chain_id, range, &end).await?;
+        // A range refused almost whole is retried a few times (the store may be what is
+        // wrong), then set aside like any refused log: no input stops a chain for good.
+        let set_aside_any = self.refusals >= MAX_RANGE_REFUSALS;
+        let committed = match store::commit_range(&self.pool, self.config.chain_id, range, &end, set_aside_any).await {
+            Ok(committed) => committed,
+            Err(error @ StoreError::MostRefused { .. }) => {
+                self.refusals += 1;
+                tracing::error!(chain = %self.config.chain_id, from = next, to, %error, attempts = self.refusals, "range refused");
+                return Err(error.into());
+            }
+            Err(other) => return Err(other.into()),
+        };
+        self.refusals = 0;
         let inserted = committed.inserted;
         let quarantined = u64::try_from(committed.quarantined).unwrap_or(u64::MAX);
         metrics::counter!("indexer_events_inserted_total", "chain" => self.label.clone()).increment(inserted);

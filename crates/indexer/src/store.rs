@@ -40,7 +40,7 @@ pub async fn checkpoint(pool: &PgPool, chain: ChainId) -> Result<Option<Checkpoi
 }
 
 /// Refused rows a range may set aside; past this and half the range, the range fails
-/// instead (see [`StoreError::MostRefused`]).
+/// instead (see [`StoreError::MostRefused`]), unless the caller says to set aside anyway.
 const MAX_REFUSED: usize = 16;
 
 /// What a range's transaction stored.
@@ -87,6 +87,7 @@ pub async fn commit_range(
     chain: ChainId,
     mut range: Range,
     end: &BlockRef,
+    set_aside_any: bool,
 ) -> Result<Committed, StoreError> {
     let mut tx = pool.begin().await?;
     let mut inserted = 0;
@@ -119,7 +120,7 @@ pub async fn commit_range(
         }
     }
     let refused = range.quarantined.iter().filter(|q| q.stage == Stage::Store).count();
-    if refused > MAX_REFUSED.max(range.events.len() / 2) {
+    if refused > MAX_REFUSED.max(range.events.len() / 2) && !set_aside_any {
         // Rolled back: the range is read again once the store takes its rows.
         return Err(StoreError::MostRefused { refused, of: range.events.len() });
     }

@@ -238,7 +238,7 @@ async fn rows_the_store_refuses_are_quarantined_and_the_range_commits() {
         range.push(event, source);
     }
 
-    let committed = store::commit_range(&chain.db.pool, ChainId(31337), range, &end).await.unwrap();
+    let committed = store::commit_range(&chain.db.pool, ChainId(31337), range, &end, false).await.unwrap();
 
     assert_eq!((committed.inserted, committed.quarantined), (2, 2));
     let stored: Vec<u64> = chain.events().await.iter().map(|e| e.event.log.block_number).collect();
@@ -252,37 +252,40 @@ async fn rows_the_store_refuses_are_quarantined_and_the_range_commits() {
     assert_eq!(checkpoint.last_block, 4, "the range is committed without the refused rows");
 }
 
-#[tokio::test]
-async fn a_range_the_store_refuses_almost_whole_fails_rather_than_setting_it_aside() {
-    let chain = Chain::start().await;
-    let events: Vec<_> = (1..=20)
-        .map(|n| {
-            let mut event = testkit::fixtures::feedback(n, 0, 1, 10, 0, "x");
-            event.event.log.log_index = u32::MAX;
-            event
-        })
-        .collect();
-    let sources: Vec<RawLog> = events
-        .iter()
-        .map(|e| RawLog {
+/// Twenty events the store refuses (a log index over its INTEGER column).
+fn refused_range() -> Range {
+    let mut range = Range::default();
+    for n in 1..=20 {
+        let mut event = testkit::fixtures::feedback(n, 0, 1, 10, 0, "x");
+        event.event.log.log_index = u32::MAX;
+        let source = RawLog {
             address: Address::ZERO,
-            block_number: e.event.log.block_number,
-            block_hash: e.event.log.block_hash.0,
+            block_number: n,
+            block_hash: event.event.log.block_hash.0,
             tx_hash: None,
-            log_index: u64::from(e.event.log.log_index),
+            log_index: u64::from(u32::MAX),
             topics: Vec::new(),
             data: Bytes::new(),
-        })
-        .collect();
-    let end = BlockRef { number: 20, hash: B256::repeat_byte(4), parent_hash: B256::repeat_byte(3), time: Utc::now() };
-    let mut range = Range::default();
-    for (event, source) in events.into_iter().zip(sources) {
+        };
         range.push(event, source);
     }
+    range
+}
 
-    let error = store::commit_range(&chain.db.pool, ChainId(31337), range, &end).await.expect_err("refused");
+#[tokio::test]
+async fn a_range_the_store_refuses_almost_whole_fails_before_it_is_set_aside() {
+    let chain = Chain::start().await;
+    let end = BlockRef { number: 20, hash: B256::repeat_byte(4), parent_hash: B256::repeat_byte(3), time: Utc::now() };
 
+    let error =
+        store::commit_range(&chain.db.pool, ChainId(31337), refused_range(), &end, false).await.expect_err("refused");
     assert!(matches!(error, shared::store::events::StoreError::MostRefused { refused: 20, of: 20 }), "{error}");
     assert!(store::checkpoint(&chain.db.pool, ChainId(31337)).await.unwrap().is_none(), "nothing moved");
     assert!(quarantine::list(&chain.db.pool, ChainId(31337)).await.unwrap().is_empty());
+
+    // After a few attempts the indexer sets such a range aside too: no input stops a chain.
+    let committed =
+        store::commit_range(&chain.db.pool, ChainId(31337), refused_range(), &end, true).await.expect("set aside");
+    assert_eq!((committed.inserted, committed.quarantined), (0, 20));
+    assert_eq!(store::checkpoint(&chain.db.pool, ChainId(31337)).await.unwrap().unwrap().last_block, 20);
 }

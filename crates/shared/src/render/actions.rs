@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{Escape, RenderError, TEMPLATE_FUEL, context, render, render_with_fuel};
+use super::{Escape, MARKDOWN_V2_SPECIAL, RenderError, TEMPLATE_FUEL, context, render, render_with_fuel};
 use crate::job::Job;
 use crate::trigger::{ParseMode, TelegramAction};
 
@@ -37,7 +37,9 @@ pub fn telegram_message(job: &Job, action: &TelegramAction) -> Result<String, Re
     Ok(truncate(&text, action.parse_mode))
 }
 
-/// Cuts a message to Telegram's limit without leaving half an escape, entity or tag.
+/// Cuts a message to Telegram's limit without leaving half an escape, entity or tag. A cut
+/// message loses its markup (tags, or MarkdownV2's unescaped marks): a cut may fall between
+/// an opening and its closing, which Telegram would refuse, and the alert must go out.
 pub fn truncate(text: &str, mode: ParseMode) -> String {
     if text.chars().count() <= MAX_MESSAGE_CHARS {
         return text.to_owned();
@@ -50,17 +52,49 @@ pub fn truncate(text: &str, mode: ParseMode) -> String {
             {
                 cut.truncate(open);
             }
+            cut = without_tags(&cut);
         }
         ParseMode::MarkdownV2 => {
             let trailing = cut.chars().rev().take_while(|c| *c == '\\').count();
             if trailing % 2 == 1 {
                 cut.pop();
             }
+            cut = without_marks(&cut);
         }
         ParseMode::Plain => {}
     }
     cut.push('…');
     cut
+}
+
+/// HTML text without its tags; inserted values are escaped, so every `<` opens a tag.
+fn without_tags(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut in_tag = false;
+    for c in html.chars() {
+        match (in_tag, c) {
+            (false, '<') => in_tag = true,
+            (true, '>') => in_tag = false,
+            (false, c) => out.push(c),
+            (true, _) => {}
+        }
+    }
+    out
+}
+
+/// MarkdownV2 text without its unescaped marks; escaped characters stay escaped.
+fn without_marks(markdown: &str) -> String {
+    let mut out = String::with_capacity(markdown.len());
+    let mut chars = markdown.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            out.push(c);
+            out.extend(chars.next());
+        } else if !MARKDOWN_V2_SPECIAL.contains(c) {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// How many strings (templates) `value` holds, at any depth.

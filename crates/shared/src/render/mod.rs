@@ -11,6 +11,7 @@ pub use self::actions::{
 pub use self::samples::{sample_event, trial_errors};
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use chrono::{DateTime, Utc};
@@ -44,10 +45,10 @@ impl RenderError {
         matches!(self, RenderError::Budget(_))
     }
 
-    fn of(error: &minijinja::Error) -> Self {
+    fn of(error: &minijinja::Error, fuel: u64) -> Self {
         match error.kind() {
             minijinja::ErrorKind::OutOfFuel => {
-                RenderError::Budget(format!("it ran out of fuel (at most {TEMPLATE_FUEL} units of work)"))
+                RenderError::Budget(format!("it ran out of fuel (at most {fuel} units of work)"))
             }
             minijinja::ErrorKind::InvalidOperation if error.to_string().contains("recursion limit") => {
                 RenderError::Budget(format!("it nests deeper than {TEMPLATE_RECURSION_LIMIT} levels"))
@@ -181,7 +182,7 @@ fn render_with_fuel(
             configure(&mut env, escape);
             env.set_fuel(Some(fuel));
             env.set_recursion_limit(TEMPLATE_RECURSION_LIMIT);
-            env.add_template_owned("template", source.to_owned()).map_err(|e| RenderError::of(&e))?;
+            env.add_template_owned("template", source.to_owned()).map_err(|e| RenderError::of(&e, fuel))?;
             let env = Arc::new(env);
             if let Ok(mut cache) = compiled().lock() {
                 if cache.len() >= MAX_CACHED_TEMPLATES {
@@ -192,8 +193,8 @@ fn render_with_fuel(
             env
         }
     };
-    let template = env.get_template("template").map_err(|e| RenderError::of(&e))?;
-    let output = template.render(minijinja::value::Serde(context)).map_err(|e| RenderError::of(&e))?;
+    let template = env.get_template("template").map_err(|e| RenderError::of(&e, fuel))?;
+    let output = template.render(minijinja::value::Serde(context)).map_err(|e| RenderError::of(&e, fuel))?;
     if output.len() > max_bytes {
         return Err(RenderError::Budget(format!(
             "it wrote {} bytes, over the {max_bytes} this action sends",
@@ -210,12 +211,18 @@ fn render_with_fuel(
 /// At most as many renders as the machine has cores run at once in a process: a user who
 /// sends costly templates in parallel waits for a turn rather than taking every core.
 pub async fn off_thread<T: Send + 'static>(render: impl FnOnce() -> T + Send + 'static) -> T {
-    static TURNS: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
+    static TURNS: OnceLock<Arc<tokio::sync::Semaphore>> = OnceLock::new();
     let turns = TURNS.get_or_init(|| {
-        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get))
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+        Arc::new(tokio::sync::Semaphore::new(cores))
     });
-    // The semaphore is never closed, so a turn always comes.
-    let _turn = turns.acquire().await;
+    // The semaphore is never closed, so a turn always comes. The turn goes with the render:
+    // a caller that gives up (a client gone) does not free it before the render ends.
+    let turn = turns.clone().acquire_owned().await;
+    let render = move || {
+        let _turn = turn;
+        render()
+    };
     match tokio::task::spawn_blocking(render).await {
         Ok(output) => output,
         Err(join) => std::panic::resume_unwind(join.into_panic()),
@@ -232,17 +239,11 @@ fn configure(env: &mut Environment<'static>, escape: Escape) {
                 if *state.auto_escape() == AutoEscape::None || value.is_safe() {
                     return minijinja::escape_formatter(out, state, value);
                 }
-                let text = if value.is_none() || value.is_undefined() { String::new() } else { value.to_string() };
-                // A message is cut in the end, so a value longer than a whole message (a
-                // megabyte tag from the chain) is cut first and never costs its length.
-                let text = match text.char_indices().nth(MAX_MESSAGE_CHARS) {
-                    Some((cut, _)) if escape.is_message() => &text[..cut],
-                    _ => text.as_str(),
-                };
+                let text = value_text(value, escape.is_message());
                 let escaped = match escape {
-                    Escape::MarkdownV2 => escape_markdown_v2(text),
-                    Escape::Html => escape_html(text),
-                    _ => text.to_owned(),
+                    Escape::MarkdownV2 => escape_markdown_v2(&text),
+                    Escape::Html => escape_html(&text),
+                    _ => text,
                 };
                 out.write_str(&escaped)
                     .map_err(|_| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "write failed"))
@@ -251,11 +252,52 @@ fn configure(env: &mut Environment<'static>, escape: Escape) {
     }
 }
 
+/// The text of an inserted value. In a Telegram message, which is cut in the end, at most
+/// [`MAX_MESSAGE_CHARS`] characters of it are made, however long the value (a megabyte tag
+/// from the chain, or the whole event): the work stays in proportion to what is sent.
+fn value_text(value: &minijinja::Value, in_message: bool) -> String {
+    if value.is_none() || value.is_undefined() {
+        return String::new();
+    }
+    if !in_message {
+        return value.to_string();
+    }
+    if let Some(text) = value.as_str() {
+        return text.chars().take(MAX_MESSAGE_CHARS).collect();
+    }
+    let mut capped = Capped { text: String::new(), left: MAX_MESSAGE_CHARS };
+    // Writing stops with an error once the text is full: what was written is the text.
+    let _ = fmt::Write::write_fmt(&mut capped, format_args!("{value}"));
+    capped.text
+}
+
+/// A writer that takes at most `left` more characters, then refuses.
+struct Capped {
+    text: String,
+    left: usize,
+}
+
+impl fmt::Write for Capped {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for c in s.chars() {
+            if self.left == 0 {
+                return Err(fmt::Error);
+            }
+            self.text.push(c);
+            self.left -= 1;
+        }
+        Ok(())
+    }
+}
+
+/// The characters MarkdownV2 reads as marks unless escaped.
+pub const MARKDOWN_V2_SPECIAL: &str = "_*[]()~`>#+-=|{}.!\\";
+
 /// Escapes text for MarkdownV2: every special character gets a backslash.
 pub fn escape_markdown_v2(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        if "_*[]()~`>#+-=|{}.!\\".contains(c) {
+        if MARKDOWN_V2_SPECIAL.contains(c) {
             out.push('\\');
         }
         out.push(c);

@@ -143,14 +143,40 @@ fn a_megabyte_of_chain_text_never_silences_a_telegram_alert() {
     let crate::domain::EventData::NewFeedback { tag1, .. } = &mut event.event.data else { panic!("feedback") };
     *tag1 = Some("&<".repeat(600_000).into());
     let job = job_with(event);
-    for mode in ["HTML", "MarkdownV2", "plain"] {
-        let action = json!({"type": "telegram", "chat_id": "1", "parse_mode": mode});
+    let cases = [
+        ("HTML", None),
+        ("MarkdownV2", None),
+        ("plain", None),
+        // Markup around the value: the cut falls between the opening and its closing.
+        ("HTML", Some("<b>{{ event.tag1 }}</b> <i>end</i>")),
+        ("MarkdownV2", Some("*{{ event.tag1 }}* _end_")),
+    ];
+    for (mode, template) in cases {
+        let mut action = json!({"type": "telegram", "chat_id": "1", "parse_mode": mode});
+        if let Some(template) = template {
+            action["template"] = json!(template);
+        }
         let definition = TriggerDefinition::parse(&trigger_with(action)).expect("accepted");
         let crate::trigger::Action::Telegram(telegram) = &definition.actions[0] else { panic!("telegram") };
         let text = telegram_message(&job, telegram).unwrap_or_else(|e| panic!("{mode}: {e}"));
         // Cut cleanly (never half an entity), not refused.
         let chars = text.chars().count();
         assert!((MAX_MESSAGE_CHARS - 8..=MAX_MESSAGE_CHARS).contains(&chars), "{mode}: {chars}");
+        // Telegram accepts what is left: no tag left open, no mark left unclosed.
+        match mode {
+            "HTML" => assert!(!text.contains('<') && !text.contains('>'), "{mode}: a tag is left"),
+            "MarkdownV2" => {
+                let mut chars = text.chars();
+                while let Some(c) = chars.next() {
+                    if c == '\\' {
+                        chars.next();
+                    } else {
+                        assert!(!MARKDOWN_V2_SPECIAL.contains(c), "{mode}: an unescaped {c:?} is left");
+                    }
+                }
+            }
+            _ => {}
+        }
     }
 }
 
