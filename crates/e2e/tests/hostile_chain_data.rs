@@ -1,6 +1,7 @@
 //! Hostile text on chain, end to end: feedback whose tag holds a NUL and whose URI is 100 KB
-//! is indexed, matched by a condition on the stored text, rendered into a webhook and shown
-//! by the API; the chain's ordinary events go on around it.
+//! is indexed, matched by a condition on the stored text, rendered into a webhook (the URI
+//! cut, as everything rendered is bounded) and shown by the API whole; the chain's ordinary
+//! events go on around it.
 
 // Test code: a panic is how a failure is reported, in helpers as in tests.
 #![allow(clippy::unwrap_used)]
@@ -71,7 +72,8 @@ async fn hostile_text_is_indexed_matched_rendered_and_shown() {
         bodies,
         [
             json!({"tag": "a\u{FFFD}", "tag2": "\u{FFFD}", "uri": 8}),
-            json!({"tag": "a\u{FFFD}b", "tag2": "\u{FFFD}", "uri": 100_000})
+            // Templates see long text cut to 16 KiB characters and an ellipsis.
+            json!({"tag": "a\u{FFFD}b", "tag2": "\u{FFFD}", "uri": 16 * 1024 + 1})
         ]
     );
 
@@ -83,6 +85,9 @@ async fn hostile_text_is_indexed_matched_rendered_and_shown() {
     .await;
     let tags: Vec<&str> = events["items"].as_array().unwrap().iter().map(|e| e["tag1"].as_str().unwrap()).collect();
     assert_eq!(tags, ["ordinary", "a\u{FFFD}b", "a\u{FFFD}"], "newest first");
+    let long_id = events["items"][1]["id"].as_i64().unwrap();
+    let whole = system.get(&format!("/events/{long_id}")).await;
+    assert_eq!(whole["feedback_uri"].as_str().unwrap().len(), 100_000, "the store keeps it whole");
     let registered = system.get("/events?event_type=Registered").await;
     assert_eq!(registered["items"][0]["agent_uri"], "ipfs://a\u{FFFD}");
 }

@@ -244,6 +244,40 @@ pub enum EventData {
 }
 
 impl EventData {
+    /// Every text field the chain filled.
+    pub fn texts(&self) -> Vec<&Text> {
+        match self {
+            EventData::Registered { agent_uri, .. } | EventData::UriUpdated { agent_uri, .. } => vec![agent_uri],
+            EventData::MetadataSet { metadata_key, .. } => vec![metadata_key],
+            EventData::NewFeedback { tag1, tag2, endpoint, feedback_uri, .. } => {
+                let mut texts = vec![tag2, endpoint, feedback_uri];
+                texts.extend(tag1.as_ref());
+                texts
+            }
+            EventData::ResponseAppended { response_uri, .. } => vec![response_uri],
+            EventData::ValidationRequest { request_uri, .. } => vec![request_uri],
+            EventData::ValidationResponse { response_uri, tag, .. } => vec![response_uri, tag],
+            EventData::Transfer { .. } | EventData::FeedbackRevoked { .. } => Vec::new(),
+        }
+    }
+
+    /// Every text field the chain filled, to change in place.
+    pub fn texts_mut(&mut self) -> Vec<&mut Text> {
+        match self {
+            EventData::Registered { agent_uri, .. } | EventData::UriUpdated { agent_uri, .. } => vec![agent_uri],
+            EventData::MetadataSet { metadata_key, .. } => vec![metadata_key],
+            EventData::NewFeedback { tag1, tag2, endpoint, feedback_uri, .. } => {
+                let mut texts = vec![tag2, endpoint, feedback_uri];
+                texts.extend(tag1.as_mut());
+                texts
+            }
+            EventData::ResponseAppended { response_uri, .. } => vec![response_uri],
+            EventData::ValidationRequest { request_uri, .. } => vec![request_uri],
+            EventData::ValidationResponse { response_uri, tag, .. } => vec![response_uri, tag],
+            EventData::Transfer { .. } | EventData::FeedbackRevoked { .. } => Vec::new(),
+        }
+    }
+
     pub fn event_type(&self) -> EventType {
         match self {
             EventData::Registered { .. } => EventType::Registered,

@@ -10,6 +10,7 @@ pub use self::actions::{
 };
 pub use self::samples::{sample_event, trial_errors};
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -19,7 +20,7 @@ use minijinja::{AutoEscape, Environment, Output, State};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::domain::{Decimal, JobId, StoredEvent, TriggerId};
+use crate::domain::{Decimal, JobId, StoredEvent, Text, TriggerId};
 use crate::job::Job;
 
 /// The work one render may do (minijinja's fuel): every instruction costs one, and every 64
@@ -76,7 +77,7 @@ pub fn chain_name(chain_id: u64) -> String {
 /// `fired_at`, `job_id`.
 #[derive(Serialize)]
 struct Context<'a> {
-    event: &'a StoredEvent,
+    event: Cow<'a, StoredEvent>,
     trigger: TriggerView<'a>,
     aggregates: &'a BTreeMap<String, Option<Decimal>>,
     chain: ChainView,
@@ -96,10 +97,34 @@ struct ChainView {
     name: String,
 }
 
+/// Longest text of an event field that templates and default bodies see, in characters:
+/// a chain may put a megabyte in a tag, and what is rendered is bounded (the whole text is
+/// in the store and `GET /events/{id}`).
+pub const MAX_RENDERED_TEXT_CHARS: usize = 16 * 1024;
+
+/// `event` with every text field cut to [`MAX_RENDERED_TEXT_CHARS`] (ending with `…`);
+/// borrowed as it is when no field is that long.
+fn rendered_event(event: &StoredEvent) -> Cow<'_, StoredEvent> {
+    let too_long =
+        |text: &str| text.len() > MAX_RENDERED_TEXT_CHARS && text.chars().nth(MAX_RENDERED_TEXT_CHARS).is_some();
+    if !event.event.data.texts().into_iter().any(|text| too_long(text)) {
+        return Cow::Borrowed(event);
+    }
+    let mut cut = event.clone();
+    for text in cut.event.data.texts_mut() {
+        if too_long(text) {
+            let mut short: String = text.chars().take(MAX_RENDERED_TEXT_CHARS).collect();
+            short.push('…');
+            *text = Text::new(short);
+        }
+    }
+    Cow::Owned(cut)
+}
+
 fn borrowed(job: &Job) -> Context<'_> {
     let chain_id = job.event.event.log.chain_id.0;
     Context {
-        event: &job.event,
+        event: rendered_event(&job.event),
         trigger: TriggerView { id: &job.trigger.id, name: &job.trigger.name },
         aggregates: &job.aggregates,
         chain: ChainView { id: chain_id, name: chain_name(chain_id) },

@@ -197,3 +197,21 @@ fn the_strings_of_one_mcp_call_share_one_budget() {
     let errors = TriggerDefinition::parse(&trigger_with(action)).expect_err("refused");
     assert!(errors.0.iter().any(|e| e.path == "actions[0].arguments" && e.message.contains("at most 64")), "{errors}");
 }
+
+#[test]
+fn templates_and_default_bodies_see_long_chain_text_cut() {
+    let mut event = sample_event(EventType::NewFeedback);
+    let crate::domain::EventData::NewFeedback { feedback_uri, tag1, .. } = &mut event.event.data else { panic!() };
+    *feedback_uri = "ü".repeat(100_000).into();
+    *tag1 = Some("short".into());
+    let job = job_with(event);
+    let uri = render(Escape::Plain, "{{ event.feedback_uri }}", &super::context(&job), usize::MAX).expect("renders");
+    assert_eq!(uri.chars().count(), MAX_RENDERED_TEXT_CHARS + 1);
+    assert!(uri.ends_with("ü…"));
+    // Used many times, it stays within the budget: the length the chain chose costs nothing.
+    let many = "{% for i in range(20) %}{{ event.feedback_uri|length }}{% endfor %}";
+    assert!(render(Escape::Plain, many, &super::context(&job), usize::MAX).is_ok());
+    let body: Value = serde_json::from_str(&webhook_body(&job, None).expect("a body")).expect("JSON");
+    assert_eq!(body["event"]["feedback_uri"].as_str().expect("text").chars().count(), MAX_RENDERED_TEXT_CHARS + 1);
+    assert_eq!(body["event"]["tag1"], "short");
+}
