@@ -189,18 +189,10 @@ const BYTES_PER_STATEMENT: usize = 32 * 1024 * 1024;
 /// About how many bytes an event takes in a statement: its text travels in its column and
 /// in `args` (and in hex there when it had to be changed).
 fn approximate_bytes(event: &NewEvent) -> usize {
-    let text = match &event.event.data {
-        EventData::Registered { agent_uri, .. } | EventData::UriUpdated { agent_uri, .. } => agent_uri.len(),
-        EventData::MetadataSet { metadata_key, metadata_value } => metadata_key.len() + 2 * metadata_value.0.len(),
-        EventData::NewFeedback { tag1, tag2, endpoint, feedback_uri, .. } => {
-            tag1.as_ref().map_or(0, |t| t.len()) + tag2.len() + endpoint.len() + feedback_uri.len()
-        }
-        EventData::ResponseAppended { response_uri, .. } => response_uri.len(),
-        EventData::ValidationRequest { request_uri, .. } => request_uri.len(),
-        EventData::ValidationResponse { response_uri, tag, .. } => response_uri.len() + tag.len(),
-        EventData::Transfer { .. } | EventData::FeedbackRevoked { .. } => 0,
-    };
-    1_024 + 4 * text
+    let data = &event.event.data;
+    let text: usize = data.texts().iter().map(|t| t.len()).sum();
+    let bytes = if let EventData::MetadataSet { metadata_value, .. } = data { 2 * metadata_value.0.len() } else { 0 };
+    1_024 + 4 * text + 2 * bytes
 }
 
 /// The rows of one statement, column by column: one array per column, bound once, so a
