@@ -22,6 +22,9 @@ pub struct Settings {
     pub poll_interval: Duration,
     /// When a trigger's aggregates are new, how many stored events per key warm them.
     pub warm_events_per_key: u32,
+    /// Most stored events one trigger's warming replays in all (keys past it start empty):
+    /// warming runs while the processor waits, so this bounds the wait one trigger causes.
+    pub warm_max_events: usize,
     /// Entries kept per windowed aggregate and key (the oldest are dropped beyond it).
     pub max_window_entries: usize,
     /// Outbox rows pushed to Redis per round trip.
@@ -89,6 +92,7 @@ impl Default for Settings {
             batch_size: 1_000,
             poll_interval: Duration::from_millis(500),
             warm_events_per_key: 1_000,
+            warm_max_events: 100_000,
             max_window_entries: 10_000,
             relay_batch_size: 500,
             retention: Retention::default(),
@@ -106,6 +110,12 @@ impl ProcessorConfig {
         let warm = env.parsed(
             "AGGREGATE_WARM_EVENTS",
             defaults.warm_events_per_key,
+            "a whole number of events",
+            &mut problems,
+        );
+        let warm_max = env.parsed(
+            "AGGREGATE_WARM_MAX_EVENTS",
+            defaults.warm_max_events,
             "a whole number of events",
             &mut problems,
         );
@@ -127,6 +137,7 @@ impl ProcessorConfig {
                 batch_size: batch_size.clamp(1, 10_000),
                 poll_interval: Duration::from_millis(poll_ms.max(1)),
                 warm_events_per_key: warm,
+                warm_max_events: warm_max,
                 max_window_entries: entries.max(1),
                 relay_batch_size: defaults.relay_batch_size,
                 retention,

@@ -240,6 +240,7 @@ impl Processor {
                     &pending,
                     cursor,
                     self.settings.warm_events_per_key,
+                    self.settings.warm_max_events,
                     self.settings.max_window_entries,
                 )
                 .await?;

@@ -47,14 +47,16 @@ pub async fn unwarmed<'t>(pool: &PgPool, trigger: &'t LoadedTrigger) -> Result<V
 /// on its own, so no transaction stays open for the whole history; the warm marker commits
 /// last. Warming that stops half way (a crash) leaves no marker, and the next warming
 /// writes every key again from the same history, so an aggregate ends warmed exactly once.
-/// A trigger deleted meanwhile stops the warming at the next page. The work is still
-/// proportional to the history of the scope, and the processor waits for it.
+/// A trigger deleted meanwhile stops the warming at the next page. The processor waits for
+/// it, so the pages stop once `max_events` events were replayed: the keys of the agents
+/// after that start empty, and no trigger holds processing up longer than that much work.
 pub async fn warm(
     pool: &PgPool,
     trigger: &LoadedTrigger,
     aggregates: &[&Aggregate],
     cursor: Cursor,
     per_key: u32,
+    max_events: usize,
     max_window_entries: usize,
 ) -> Result<usize, sqlx::Error> {
     let current: Vec<String> = trigger.rule.aggregates.iter().map(|a| a.id.clone()).collect();
@@ -86,6 +88,11 @@ pub async fn warm(
                 replay(&mut tx, trigger, aggregates, &events, max_window_entries, &mut replayed).await?;
                 tx.commit().await?;
                 if page.len() < agents_per_page as usize {
+                    break;
+                }
+                if replayed.events >= max_events {
+                    // The agents after this page start with empty state.
+                    tracing::info!(trigger.id = %trigger.id, events = replayed.events, "warming stopped at its limit");
                     break;
                 }
                 after = Some(last);

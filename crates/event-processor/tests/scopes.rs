@@ -363,3 +363,29 @@ async fn warming_a_catch_all_trigger_pages_through_every_agent() {
     next.refresh_triggers().await.unwrap();
     assert_eq!(bench.states().await, states, "warmed again, to the same states");
 }
+
+#[tokio::test]
+async fn warming_stops_at_its_limit_and_the_other_keys_start_empty() {
+    let bench = Bench::new().await;
+    let events: Vec<_> =
+        (0..3u64).flat_map(|k| (0..25u64).map(move |agent| feedback(1 + k, agent as u32, agent, 10, 0, "u"))).collect();
+    bench.insert(&events).await;
+    // Two agents (six events) a page; the limit is reached after the second page.
+    let settings =
+        event_processor::Settings { warm_events_per_key: 4_000, warm_max_events: 10, ..Bench::settings(100) };
+    let mut processor = event_processor::Processor::new(bench.db.pool.clone(), settings);
+    processor.refresh_triggers().await.unwrap();
+    bench.settle(&mut processor).await;
+
+    let condition = json!({"ema": {"field": "value", "window": 3, "as": "e"}, "op": "lt", "value": 0});
+    bench.trigger(webhook("ema", json!({}), condition), testkit::fixtures::block_time(100)).await;
+    processor.refresh_triggers().await.unwrap();
+
+    let keys: BTreeSet<String> = bench.states().await.into_keys().map(|(_, _, key)| key).collect();
+    assert_eq!(keys, BTreeSet::from(["31337:0", "31337:1", "31337:2", "31337:3"].map(String::from)));
+    let marked: i64 = sqlx::query_scalar("SELECT count(*) FROM aggregate_state WHERE key = '#warmed'")
+        .fetch_one(&bench.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(marked, 1, "warmed, within its limit");
+}
