@@ -25,6 +25,11 @@ pub struct Settings {
     /// Most stored events one trigger's warming replays in all (keys past it start empty):
     /// warming runs while the processor waits, so this bounds the wait one trigger causes.
     pub warm_max_events: usize,
+    /// Whether a trigger's aggregates warm on a task of their own while processing goes on
+    /// (`AGGREGATE_WARM_IN_BACKGROUND`, on unless set to `false`), rather than inside the
+    /// refresh while processing waits. [`Settings::default`] leaves it off, so a test knows a
+    /// trigger is live once the refresh returns.
+    pub warm_in_background: bool,
     /// Entries kept per windowed aggregate and key (the oldest are dropped beyond it).
     pub max_window_entries: usize,
     /// Outbox rows pushed to Redis per round trip.
@@ -93,6 +98,7 @@ impl Default for Settings {
             poll_interval: Duration::from_millis(500),
             warm_events_per_key: 1_000,
             warm_max_events: 100_000,
+            warm_in_background: false,
             max_window_entries: 10_000,
             relay_batch_size: 500,
             retention: Retention::default(),
@@ -119,6 +125,8 @@ impl ProcessorConfig {
             "a whole number of events",
             &mut problems,
         );
+        let in_background =
+            env.parsed("AGGREGATE_WARM_IN_BACKGROUND", true, "true or false", &mut problems);
         let entries =
             env.parsed("AGGREGATE_MAX_WINDOW_ENTRIES", defaults.max_window_entries, "a whole number", &mut problems);
         if batch_size == 0 || batch_size > 10_000 {
@@ -138,6 +146,7 @@ impl ProcessorConfig {
                 poll_interval: Duration::from_millis(poll_ms.max(1)),
                 warm_events_per_key: warm,
                 warm_max_events: warm_max,
+                warm_in_background: in_background,
                 max_window_entries: entries.max(1),
                 relay_batch_size: defaults.relay_batch_size,
                 retention,

@@ -3,6 +3,7 @@
 //! cooldowns, outbox rows and the cursor in one transaction per batch.
 
 pub mod aggregates;
+pub mod catchup;
 pub mod config;
 pub mod cursor;
 pub mod evaluate;
@@ -16,6 +17,7 @@ pub mod service;
 pub mod state;
 pub mod triggers;
 pub mod warm;
+pub mod warming;
 
 pub use config::{ProcessorConfig, Retention, Settings};
 pub use processor::{BatchReport, Processor};

@@ -9,13 +9,14 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::config::Settings;
+use crate::catchup::{self, CatchUp};
 use crate::cursor::{self, Cursor, CursorError};
 use crate::evaluate::{Decisions, Plan, evaluate, plan};
 use crate::matcher::TriggerIndex;
 use crate::outbox::{self, Committed, OutboxRow};
 use crate::state::{CooldownCache, CooldownRows, StateCache, StateRows};
-use crate::triggers::TriggerSet;
-use crate::warm;
+use crate::triggers::{LoadedTrigger, Refresh, TriggerSet};
+use crate::warming::Warming;
 
 /// Cached aggregate states beyond which the cache is emptied after a commit.
 const MAX_CACHED_STATES: usize = 500_000;
@@ -151,6 +152,8 @@ pub struct Processor {
     index: Arc<TriggerIndex>,
     states: StateCache,
     cooldowns: CooldownCache,
+    /// Triggers on their way into the index.
+    warming: Warming,
     cursor: Option<Cursor>,
     /// Receives the jobs of every committed batch (the relay's fast path).
     hand_off: Option<mpsc::UnboundedSender<Vec<Committed>>>,
@@ -160,6 +163,7 @@ pub struct Processor {
 impl Processor {
     pub fn new(pool: PgPool, settings: Settings) -> Self {
         Self {
+            warming: Warming::new(pool.clone(), settings.clone()),
             pool,
             settings,
             triggers: TriggerSet::default(),
@@ -175,6 +179,7 @@ impl Processor {
     /// Sends the jobs of every committed batch to `relay`, which pushes them without reading
     /// them back. (Rows it never gets, say after a crash, are found in the outbox.)
     pub fn hand_off_to(mut self, relay: mpsc::UnboundedSender<Vec<Committed>>) -> Self {
+        self.warming.hand_off_to(relay.clone());
         self.hand_off = Some(relay);
         self
     }
@@ -192,7 +197,8 @@ impl Processor {
         self.triggers.len()
     }
 
-    /// Forgets everything not committed: caches and the cursor are read again.
+    /// Forgets everything not committed: caches and the cursor are read again. Triggers on
+    /// their way in keep going (their progress is committed as they go).
     pub fn reset(&mut self) {
         self.states.clear();
         self.cooldowns.clear();
@@ -212,73 +218,129 @@ impl Processor {
         }
     }
 
-    /// Reloads changed triggers, warms their new aggregates, and files the changes in the
-    /// index: only the triggers that changed are filed again (all of them when the set was
-    /// empty, as after a reset). The batch reader holds the index only while it reads, so
-    /// the changes are normally made in place; when an aborted reader has not let go of it
-    /// yet, `Arc::make_mut` copies it first (the cost of the full rebuild this replaces).
+    /// Reloads changed triggers and files the changes in the index: only the triggers that
+    /// changed are filed again (all of them when the set was empty, as after a reset). A
+    /// trigger with aggregates to warm, or a catch-up to finish, is not filed but handed to
+    /// [`Warming`], and filed here once it has caught up (see [`crate::warming`]). Returns
+    /// whether the index changed.
+    ///
+    /// The batch reader holds the index only while it reads, so the changes are normally
+    /// made in place; when an aborted reader has not let go of it yet, `Arc::make_mut` copies
+    /// it first (the cost of the full rebuild this replaces).
     pub async fn refresh_triggers(&mut self) -> Result<bool, ProcessError> {
         let reload = self.triggers.is_empty();
         let refresh = self.triggers.refresh(&self.pool).await?;
-        if refresh.is_empty() {
-            if reload {
-                // Nothing is enabled: no index left over from a failed refresh.
-                self.index = Arc::default();
-            }
-            return Ok(false);
-        }
-        let warmed = async {
-            let cursor = self.cursor().await?;
-            for trigger in &refresh.changed {
-                let pending = warm::unwarmed(&self.pool, trigger).await?;
-                if pending.is_empty() {
-                    continue;
+        let mut filed = false;
+        if !refresh.is_empty() {
+            let staged = self.stage(&refresh).await;
+            let live = match staged {
+                Ok(live) => live,
+                Err(err) => {
+                    // The set already holds triggers the index does not: the next refresh
+                    // reads them all again and builds the index anew.
+                    self.triggers = TriggerSet::default();
+                    return Err(err);
                 }
-                let replayed = warm::warm(
-                    &self.pool,
-                    trigger,
-                    &pending,
-                    cursor,
-                    self.settings.warm_events_per_key,
-                    self.settings.warm_max_events,
-                    self.settings.max_window_entries,
-                )
-                .await?;
-                tracing::info!(trigger.id = %trigger.id, aggregates = pending.len(), events = replayed, "warmed aggregates");
+            };
+            if !refresh.changed.is_empty() {
+                // States of changed triggers may have been rewritten by warming.
+                self.states.clear();
+                self.cooldowns.clear();
             }
-            Ok::<(), ProcessError>(())
+            if reload {
+                self.index = Arc::new(TriggerIndex::build(&live));
+            } else {
+                let index = Arc::make_mut(&mut self.index);
+                for id in refresh.removed.iter().chain(refresh.changed.iter().map(|t| &t.id)) {
+                    index.remove(*id);
+                }
+                for trigger in live {
+                    index.insert(trigger);
+                }
+            }
+            filed = true;
+            tracing::info!(
+                triggers = self.triggers.len(),
+                changed = refresh.changed.len(),
+                removed = refresh.removed.len(),
+                warming = self.warming.len(),
+                "triggers reloaded"
+            );
+        } else if reload {
+            // Nothing is enabled: no index left over from a failed refresh.
+            self.index = Arc::default();
         }
-        .await;
-        if let Err(err) = warmed {
-            // The set already holds triggers the index does not: the next refresh reads
-            // them all again and builds the index anew.
-            self.triggers = TriggerSet::default();
-            return Err(err);
+        filed |= self.file_ready().await?;
+        metrics::gauge!("processor_triggers_loaded").set(self.triggers.len() as f64);
+        Ok(filed)
+    }
+
+    /// Sorts the changed triggers: those that may be filed at once are returned; the others
+    /// start their way in. Removed triggers stop theirs.
+    async fn stage(&mut self, refresh: &Refresh) -> Result<Vec<Arc<LoadedTrigger>>, ProcessError> {
+        for id in &refresh.removed {
+            self.warming.cancel(*id).await;
         }
-        if !refresh.changed.is_empty() {
-            // States of changed triggers may have been rewritten by warming.
+        if refresh.changed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let cursor = self.cursor().await?;
+        let catching_up = catchup::positions(&self.pool).await?;
+        let mut live = Vec::with_capacity(refresh.changed.len());
+        for trigger in &refresh.changed {
+            if Warming::needed(&self.pool, trigger, &catching_up).await? {
+                self.warming.start(trigger.clone(), cursor).await?;
+            } else {
+                self.warming.cancel(trigger.id).await;
+                live.push(trigger.clone());
+            }
+        }
+        Ok(live)
+    }
+
+    /// Files the triggers whose warming is done, once each has replayed, here between two
+    /// batches, the few events committed since its task stopped. Returns whether any was.
+    async fn file_ready(&mut self) -> Result<bool, ProcessError> {
+        let cursor = self.cursor().await?;
+        let ready = self.warming.take_ready(cursor).await?;
+        let mut filed = false;
+        for (trigger, at) in ready {
+            if !self.triggers.holds(&trigger) {
+                // Changed or removed since it started: its newer version has its own way in.
+                continue;
+            }
+            let mut jobs = Vec::new();
+            let mut catch_up =
+                CatchUp::new(trigger.clone(), self.settings.batch_size, self.settings.max_window_entries);
+            let progress = catch_up.to(&self.pool, at, cursor, &mut jobs).await?;
+            if !jobs.is_empty()
+                && let Some(relay) = &self.hand_off
+            {
+                let _ = relay.send(jobs);
+            }
+            if !progress.live {
+                continue;
+            }
+            catchup::finish(&self.pool, trigger.id, cursor).await?;
+            // The caches may hold states of its earlier version.
             self.states.clear();
             self.cooldowns.clear();
+            Arc::make_mut(&mut self.index).insert(trigger.clone());
+            filed = true;
+            tracing::info!(trigger.id = %trigger.id, events = progress.events, fires = progress.fires, "trigger caught up and live");
         }
-        if reload {
-            self.index = Arc::new(TriggerIndex::build(self.triggers.iter()));
-        } else {
-            let index = Arc::make_mut(&mut self.index);
-            for id in &refresh.removed {
-                index.remove(*id);
-            }
-            for trigger in &refresh.changed {
-                index.insert(trigger.clone());
-            }
-        }
-        metrics::gauge!("processor_triggers_loaded").set(self.triggers.len() as f64);
-        tracing::info!(
-            triggers = self.triggers.len(),
-            changed = refresh.changed.len(),
-            removed = refresh.removed.len(),
-            "triggers reloaded"
-        );
-        Ok(true)
+        Ok(filed)
+    }
+
+    /// The number of enabled triggers still warming or catching up (not yet live).
+    pub fn warming(&self) -> usize {
+        self.warming.len()
+    }
+
+    /// Notified when a trigger's warming ends in the background: the next
+    /// [`Processor::refresh_triggers`] files it.
+    pub fn warming_finished(&self) -> Arc<tokio::sync::Notify> {
+        self.warming.finished()
     }
 
     /// Processes one batch. Returns what it did; `events == 0` means it is caught up.

@@ -91,6 +91,7 @@ async fn lead(
 
     let mut processor = Processor::new(pool.clone(), settings.clone()).hand_off_to(hand_off.clone());
     processor.refresh_triggers().await?;
+    let warmed = processor.warming_finished();
     let mut last_refresh = Instant::now();
     let mut triggers_dirty = false;
     loop {
@@ -111,6 +112,8 @@ async fn lead(
                     triggers_dirty = true;
                 }
             }
+            // A trigger done warming is filed at once.
+            _ = warmed.notified() => triggers_dirty = true,
             _ = tokio::time::sleep(settings.poll_interval) => {
                 // Still the leader? A dead lock connection means another may take over.
                 sqlx::query("SELECT 1").execute(&mut lock_conn).await?;

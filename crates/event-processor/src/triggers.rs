@@ -116,6 +116,11 @@ impl TriggerSet {
         self.triggers.is_empty()
     }
 
+    /// Whether `trigger` is the set's current version of it.
+    pub fn holds(&self, trigger: &LoadedTrigger) -> bool {
+        self.triggers.get(&trigger.id).is_some_and(|t| t.version == trigger.version)
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &Arc<LoadedTrigger>> {
         self.triggers.values()
     }

@@ -177,14 +177,14 @@ async fn replay(
 }
 
 /// A scope as the history queries filter on it.
-struct ScopeFilter {
-    chains: Vec<i64>,
-    types: Vec<&'static str>,
-    agents: Vec<String>,
+pub(crate) struct ScopeFilter {
+    pub chains: Vec<i64>,
+    pub types: Vec<&'static str>,
+    pub agents: Vec<String>,
 }
 
 impl ScopeFilter {
-    fn of(trigger: &LoadedTrigger) -> Self {
+    pub fn of(trigger: &LoadedTrigger) -> Self {
         let scope = &trigger.rule.scope;
         Self {
             chains: scope.chain_ids.iter().filter_map(|c| c.as_i64()).collect(),

@@ -1,0 +1,225 @@
+//! Catching a trigger up with the processor, alone, after its aggregates were warmed in the
+//! background (see [`crate::warming`]).
+//!
+//! While its aggregates warm, a trigger stays out of live processing, and the batches go on
+//! without it. The `trigger_catch_up` row (owned by this module) holds the position up to
+//! which its states and cooldowns are current. Catching up replays the events of its scope
+//! after that position through the trigger alone, firing as live processing would, and each
+//! chunk commits its states, cooldowns, outbox rows and the row's new position in one
+//! transaction, so a crash resumes exactly where the last chunk ended. The trigger joins
+//! live processing in the same step that deletes the row, with the processor's cursor at
+//! the row's position: every event is evaluated for it once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use shared::domain::{StoredEvent, TriggerId};
+use shared::store::events::{EventRow, SELECT_COLUMNS};
+use sqlx::{PgConnection, PgPool};
+
+use crate::cursor::{Cursor, CursorError, CursorRow};
+use crate::evaluate::{Decisions, evaluate, plan};
+use crate::matcher::TriggerIndex;
+use crate::outbox::{self, Committed};
+use crate::state::{CooldownCache, StateCache};
+use crate::triggers::LoadedTrigger;
+use crate::warm::ScopeFilter;
+
+/// Every trigger that is catching up, with its position.
+pub async fn positions(pool: &PgPool) -> Result<HashMap<TriggerId, Cursor>, CursorError> {
+    let rows: Vec<(TriggerId, String, i64)> =
+        sqlx::query_as("SELECT trigger_id, last_xid::text, last_id FROM trigger_catch_up").fetch_all(pool).await?;
+    rows.into_iter().map(|(id, xid, last_id)| Ok((id, Cursor { xid: parse_xid(&xid)?, id: last_id }))).collect()
+}
+
+/// The position of `trigger`, `None` when it is not catching up.
+pub async fn position(conn: &mut PgConnection, trigger: TriggerId) -> Result<Option<Cursor>, CursorError> {
+    let row: Option<(String, i64)> =
+        sqlx::query_as("SELECT last_xid::text, last_id FROM trigger_catch_up WHERE trigger_id = $1")
+            .bind(trigger)
+            .fetch_optional(conn)
+            .await?;
+    row.map(|(xid, id)| Ok(Cursor { xid: parse_xid(&xid)?, id })).transpose()
+}
+
+fn parse_xid(text: &str) -> Result<u64, CursorError> {
+    text.parse().map_err(|_| CursorError::Malformed(text.to_owned()))
+}
+
+/// Takes `trigger` out of live processing at `at` (the processor's committed cursor), unless
+/// it is already catching up: then its earlier position stands, since its states are current
+/// only up to there. Returns the position, `None` when the trigger was deleted meanwhile.
+pub async fn begin(pool: &PgPool, trigger: TriggerId, at: Cursor) -> Result<Option<Cursor>, CursorError> {
+    let mut tx = pool.begin().await?;
+    let (live, _) = shared::store::triggers::lock_existing(&mut tx, &[trigger.0], &[]).await?;
+    if live.is_empty() {
+        return Ok(None);
+    }
+    sqlx::query(
+        "INSERT INTO trigger_catch_up (trigger_id, last_xid, last_id) VALUES ($1, $2::text::xid8, $3)
+         ON CONFLICT (trigger_id) DO NOTHING",
+    )
+    .bind(trigger)
+    .bind(at.xid.to_string())
+    .bind(at.id)
+    .execute(&mut *tx)
+    .await?;
+    let position = position(&mut tx, trigger).await?;
+    tx.commit().await?;
+    Ok(position)
+}
+
+/// Moves the position of `trigger` from `from` to `to`; fails when someone else moved it, so
+/// two catch-ups of one trigger can never both commit the same events.
+async fn advance(conn: &mut PgConnection, trigger: TriggerId, from: Cursor, to: Cursor) -> Result<(), CursorError> {
+    let moved = sqlx::query(
+        "UPDATE trigger_catch_up SET last_xid = $2::text::xid8, last_id = $3, updated_at = now()
+         WHERE trigger_id = $1 AND last_xid = $4::text::xid8 AND last_id = $5",
+    )
+    .bind(trigger)
+    .bind(to.xid.to_string())
+    .bind(to.id)
+    .bind(from.xid.to_string())
+    .bind(from.id)
+    .execute(conn)
+    .await?;
+    if moved.rows_affected() == 1 { Ok(()) } else { Err(CursorError::Moved) }
+}
+
+/// Ends the catch-up of `trigger`, which must be at `at`: from here live processing owns it.
+pub async fn finish(pool: &PgPool, trigger: TriggerId, at: Cursor) -> Result<(), CursorError> {
+    let done = sqlx::query(
+        "DELETE FROM trigger_catch_up WHERE trigger_id = $1 AND last_xid = $2::text::xid8 AND last_id = $3",
+    )
+    .bind(trigger)
+    .bind(at.xid.to_string())
+    .bind(at.id)
+    .execute(pool)
+    .await?;
+    if done.rows_affected() == 1 {
+        return Ok(());
+    }
+    // Gone with its trigger, deleted meanwhile: nothing is left to hand over.
+    match position(&mut *pool.acquire().await?, trigger).await? {
+        None => Ok(()),
+        Some(_) => Err(CursorError::Moved),
+    }
+}
+
+/// One trigger catching up: its own caches, kept from chunk to chunk.
+pub struct CatchUp {
+    trigger: Arc<LoadedTrigger>,
+    index: TriggerIndex,
+    filter: ScopeFilter,
+    states: StateCache,
+    cooldowns: CooldownCache,
+    /// The events one chunk reads at most.
+    chunk: usize,
+    max_window_entries: usize,
+}
+
+/// What one [`CatchUp::to`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Events of the scope replayed.
+    pub events: usize,
+    /// Firings (one outbox row per action each).
+    pub fires: u64,
+    /// `false` when the trigger was deleted meanwhile.
+    pub live: bool,
+}
+
+impl CatchUp {
+    pub fn new(trigger: Arc<LoadedTrigger>, chunk: usize, max_window_entries: usize) -> Self {
+        Self {
+            index: TriggerIndex::build([&trigger]),
+            filter: ScopeFilter::of(&trigger),
+            trigger,
+            states: StateCache::default(),
+            cooldowns: CooldownCache::default(),
+            chunk: chunk.max(1),
+            max_window_entries,
+        }
+    }
+
+    /// Replays the events after `from` up to `target` (a position the processor committed,
+    /// so every event up to it is settled), a chunk per transaction. `jobs` receives the
+    /// jobs of each committed chunk. A failed chunk leaves this value unusable: start anew.
+    pub async fn to(
+        &mut self,
+        pool: &PgPool,
+        mut from: Cursor,
+        target: Cursor,
+        jobs: &mut Vec<Committed>,
+    ) -> Result<Progress, CursorError> {
+        let mut progress = Progress { live: true, ..Progress::default() };
+        while from < target {
+            let rows = self.read(pool, from, target).await?;
+            let to = if rows.len() < self.chunk { target } else { rows.last().map_or(target, |(at, _)| *at) };
+            let events: Vec<StoredEvent> = rows
+                .into_iter()
+                .filter_map(|(_, row)| {
+                    let id = row.id();
+                    StoredEvent::try_from(row)
+                        .inspect_err(|err| tracing::warn!(event.id = id, error = %err, "skipping a malformed event"))
+                        .ok()
+                })
+                .collect();
+            let plan = plan(&self.index, &events);
+            self.states.prefetch(pool, plan.state_keys).await?;
+            self.cooldowns.prefetch(pool, plan.cooldown_keys).await?;
+            let mut decisions = Decisions::default();
+            for (event, triggers) in events.iter().zip(&plan.candidates) {
+                evaluate(event, triggers, &mut self.states, &mut self.cooldowns, self.max_window_entries, &mut decisions);
+            }
+
+            let mut tx = pool.begin().await?;
+            let actions: Vec<uuid::Uuid> = self.trigger.actions.iter().map(|a| a.id.0).collect();
+            let (live, live_actions) =
+                shared::store::triggers::lock_existing(&mut tx, &[self.trigger.id.0], &actions).await?;
+            if live.is_empty() {
+                return Ok(Progress { live: false, ..progress });
+            }
+            decisions.outbox.retain(|row| live_actions.contains(&row.job.action.id.0));
+            self.states.take_dirty().write(&mut tx).await?;
+            self.cooldowns.take_dirty().write(&mut tx).await?;
+            let committed = outbox::insert(&mut tx, &decisions.outbox).await?;
+            advance(&mut tx, self.trigger.id, from, to).await?;
+            tx.commit().await?;
+
+            jobs.extend(committed);
+            progress.events += events.len();
+            progress.fires += decisions.fires;
+            from = to;
+            tokio::task::yield_now().await;
+        }
+        Ok(progress)
+    }
+
+    /// Up to a chunk of the scope's events after `from`, up to `target`, in store order.
+    async fn read(&self, pool: &PgPool, from: Cursor, target: Cursor) -> Result<Vec<(Cursor, EventRow)>, CursorError> {
+        let sql = format!(
+            "SELECT tx_xid::text AS cursor_xid, {SELECT_COLUMNS} FROM events
+             WHERE (tx_xid, id) > ($1::text::xid8, $2) AND (tx_xid, id) <= ($3::text::xid8, $4)
+               AND (cardinality($5::int8[]) = 0 OR chain_id = ANY($5))
+               AND (cardinality($6::text[]) = 0 OR event_type = ANY($6))
+               AND (cardinality($7::text[]) = 0 OR agent_id = ANY($7::text[]::numeric[]))
+             ORDER BY tx_xid, id
+             LIMIT $8"
+        );
+        let rows: Vec<CursorRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(from.xid.to_string())
+            .bind(from.id)
+            .bind(target.xid.to_string())
+            .bind(target.id)
+            .bind(&self.filter.chains)
+            .bind(&self.filter.types)
+            .bind(&self.filter.agents)
+            .bind(i64::try_from(self.chunk).unwrap_or(i64::MAX))
+            .fetch_all(pool)
+            .await?;
+        rows.into_iter()
+            .map(|row| Ok((Cursor { xid: parse_xid(&row.cursor_xid)?, id: row.event.id() }, row.event)))
+            .collect()
+    }
+}

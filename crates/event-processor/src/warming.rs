@@ -1,0 +1,235 @@
+//! Triggers on their way into live processing: their new aggregates are warmed from history
+//! and they are caught up with the processor, without holding up the batches of anyone else.
+//!
+//! When a trigger is created or gains an aggregate, the processor takes it out of live
+//! processing at its committed cursor ([`catchup::begin`]) and hands it to a task here. The
+//! task warms the new aggregates from the history up to that position ([`warm::warm`]), then
+//! replays the events committed since through the trigger alone, firing as live processing
+//! would ([`CatchUp`]), until it is less than a batch behind. The processor then replays the
+//! last few events itself, between two batches, and files the trigger in its index. A trigger
+//! over a long history therefore costs the batches of others nothing while it warms; only its
+//! own first firings wait for it.
+//!
+//! With [`Settings::warm_in_background`] off, the same steps run inside the refresh: the
+//! processor waits for each trigger, which makes tests deterministic.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use shared::domain::TriggerId;
+use sqlx::PgPool;
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
+
+use crate::catchup::{self, CatchUp};
+use crate::config::Settings;
+use crate::cursor::{self, Cursor};
+use crate::outbox::Committed;
+use crate::processor::ProcessError;
+use crate::triggers::LoadedTrigger;
+use crate::warm;
+
+/// A trigger's way in.
+enum Stage {
+    /// Warming and catching up on a task of its own.
+    Running(JoinHandle<Result<Option<Cursor>, ProcessError>>),
+    /// Warmed, and caught up to this position: the processor takes it from here.
+    Ready(Cursor),
+    /// The task failed; it starts again at the next refresh.
+    Failed,
+}
+
+struct Entry {
+    trigger: Arc<LoadedTrigger>,
+    stage: Stage,
+}
+
+/// The triggers warming, by id.
+pub struct Warming {
+    pool: PgPool,
+    settings: Settings,
+    entries: HashMap<TriggerId, Entry>,
+    /// Rung when a task ends, so the processor takes its trigger without waiting for a poll.
+    finished: Arc<Notify>,
+    hand_off: Option<mpsc::UnboundedSender<Vec<Committed>>>,
+}
+
+impl Drop for Warming {
+    fn drop(&mut self) {
+        for entry in self.entries.values() {
+            if let Stage::Running(task) = &entry.stage {
+                task.abort();
+            }
+        }
+    }
+}
+
+impl Warming {
+    pub fn new(pool: PgPool, settings: Settings) -> Self {
+        Self { pool, settings, entries: HashMap::new(), finished: Arc::default(), hand_off: None }
+    }
+
+    pub fn hand_off_to(&mut self, relay: mpsc::UnboundedSender<Vec<Committed>>) {
+        self.hand_off = Some(relay);
+    }
+
+    /// Notified whenever a trigger's warming task ends.
+    pub fn finished(&self) -> Arc<Notify> {
+        self.finished.clone()
+    }
+
+    /// The number of triggers not yet in live processing.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Whether `trigger` must warm or catch up before it joins live processing: it has
+    /// aggregates never warmed, or a catch-up that did not end (`catching_up`).
+    pub async fn needed(
+        pool: &PgPool,
+        trigger: &LoadedTrigger,
+        catching_up: &HashMap<TriggerId, Cursor>,
+    ) -> Result<bool, sqlx::Error> {
+        Ok(catching_up.contains_key(&trigger.id) || !warm::unwarmed(pool, trigger).await?.is_empty())
+    }
+
+    /// Takes `trigger` out of live processing at `cursor` (unless it already is) and starts
+    /// its way in. The same version already on its way keeps going.
+    pub async fn start(&mut self, trigger: Arc<LoadedTrigger>, cursor: Cursor) -> Result<(), ProcessError> {
+        if self.entries.get(&trigger.id).is_some_and(|e| e.trigger.version == trigger.version) {
+            return Ok(());
+        }
+        self.cancel(trigger.id).await;
+        let way_in = way_in(self.pool.clone(), trigger.clone(), cursor, self.settings.clone(), self.hand_off.clone());
+        let stage = if self.settings.warm_in_background {
+            let finished = self.finished.clone();
+            Stage::Running(tokio::spawn(async move {
+                let outcome = way_in.await;
+                finished.notify_one();
+                outcome
+            }))
+        } else {
+            match way_in.await? {
+                Some(at) => Stage::Ready(at),
+                None => return Ok(()),
+            }
+        };
+        self.entries.insert(trigger.id, Entry { trigger, stage });
+        Ok(())
+    }
+
+    /// Stops the way in of trigger `id` (deleted, disabled or changed). Its progress is
+    /// durable: a later start resumes it.
+    pub async fn cancel(&mut self, id: TriggerId) {
+        if let Some(Entry { stage: Stage::Running(task), .. }) = self.entries.remove(&id) {
+            task.abort();
+            // Whatever it was writing is committed or rolled back before anything else starts.
+            let _ = task.await;
+        }
+    }
+
+    /// The triggers ready to join live processing, with their positions; failed tasks are
+    /// started again (from where their last commit left them).
+    pub async fn take_ready(&mut self, cursor: Cursor) -> Result<Vec<(Arc<LoadedTrigger>, Cursor)>, ProcessError> {
+        let mut ready = Vec::new();
+        let mut retry = Vec::new();
+        let ids: Vec<TriggerId> = self.entries.keys().copied().collect();
+        for id in ids {
+            let outcome = match self.entries.get_mut(&id).map(|e| &mut e.stage) {
+                Some(Stage::Running(task)) if task.is_finished() => Some(task.await),
+                _ => None,
+            };
+            let stage = match outcome {
+                None => None,
+                Some(Ok(Ok(Some(at)))) => Some(Stage::Ready(at)),
+                Some(Ok(Ok(None))) => {
+                    // Deleted meanwhile.
+                    self.entries.remove(&id);
+                    continue;
+                }
+                Some(Ok(Err(err))) => {
+                    tracing::warn!(trigger.id = %id, error = %shared::startup::error_chain(&err), "warming failed; starting again");
+                    Some(Stage::Failed)
+                }
+                Some(Err(join)) => {
+                    tracing::error!(trigger.id = %id, error = %join, "warming task ended abnormally; starting again");
+                    Some(Stage::Failed)
+                }
+            };
+            let Some(entry) = self.entries.get_mut(&id) else { continue };
+            if let Some(stage) = stage {
+                entry.stage = stage;
+            }
+            match entry.stage {
+                Stage::Ready(at) => {
+                    ready.push((entry.trigger.clone(), at));
+                    self.entries.remove(&id);
+                }
+                Stage::Failed => retry.push(entry.trigger.clone()),
+                Stage::Running(_) => {}
+            }
+        }
+        for trigger in retry {
+            self.entries.remove(&trigger.id);
+            self.start(trigger, cursor).await?;
+        }
+        metrics::gauge!("processor_triggers_warming").set(self.entries.len() as f64);
+        Ok(ready)
+    }
+}
+
+/// Warms the aggregates of `trigger` that were never warmed, up to its catch-up position,
+/// then (in the background) catches it up with the processor's committed cursor until it is
+/// less than a batch behind. Returns the position reached, `None` when the trigger was
+/// deleted meanwhile.
+async fn way_in(
+    pool: PgPool,
+    trigger: Arc<LoadedTrigger>,
+    cursor: Cursor,
+    settings: Settings,
+    hand_off: Option<mpsc::UnboundedSender<Vec<Committed>>>,
+) -> Result<Option<Cursor>, ProcessError> {
+    let Some(from) = catchup::begin(&pool, trigger.id, cursor).await? else { return Ok(None) };
+    let pending = warm::unwarmed(&pool, &trigger).await?;
+    if !pending.is_empty() {
+        let replayed = warm::warm(
+            &pool,
+            &trigger,
+            &pending,
+            from,
+            settings.warm_events_per_key,
+            settings.warm_max_events,
+            settings.max_window_entries,
+        )
+        .await?;
+        tracing::info!(trigger.id = %trigger.id, aggregates = pending.len(), events = replayed, "warmed aggregates");
+    }
+    let mut at = from;
+    if settings.warm_in_background {
+        let mut catch_up = CatchUp::new(trigger.clone(), settings.batch_size, settings.max_window_entries);
+        loop {
+            let target = cursor::load(&pool).await?;
+            if target <= at {
+                break;
+            }
+            let mut jobs = Vec::new();
+            let progress = catch_up.to(&pool, at, target, &mut jobs).await?;
+            if let Some(relay) = hand_off.as_ref().filter(|_| !jobs.is_empty()) {
+                // A relay that went away only loses the fast path: the rows are in the outbox.
+                let _ = relay.send(jobs);
+            }
+            if !progress.live {
+                return Ok(None);
+            }
+            at = target;
+            if progress.events < settings.batch_size {
+                break;
+            }
+        }
+    }
+    Ok(Some(at))
+}
