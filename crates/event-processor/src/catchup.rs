@@ -25,6 +25,10 @@ use crate::state::{CooldownCache, StateCache};
 use crate::triggers::LoadedTrigger;
 use crate::warm::ScopeFilter;
 
+/// The first key of the advisory lock that one trigger's way in holds (the second is a hash
+/// of its id): see [`crate::warming`].
+pub const LOCK_SPACE: i32 = 8_004;
+
 /// Every trigger that is catching up, with its position.
 pub async fn positions(pool: &PgPool) -> Result<HashMap<TriggerId, Cursor>, CursorError> {
     let rows: Vec<(TriggerId, String, i64)> =
@@ -170,7 +174,14 @@ impl CatchUp {
             self.cooldowns.prefetch(pool, plan.cooldown_keys).await?;
             let mut decisions = Decisions::default();
             for (event, triggers) in events.iter().zip(&plan.candidates) {
-                evaluate(event, triggers, &mut self.states, &mut self.cooldowns, self.max_window_entries, &mut decisions);
+                evaluate(
+                    event,
+                    triggers,
+                    &mut self.states,
+                    &mut self.cooldowns,
+                    self.max_window_entries,
+                    &mut decisions,
+                );
             }
 
             let mut tx = pool.begin().await?;

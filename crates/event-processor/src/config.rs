@@ -125,8 +125,7 @@ impl ProcessorConfig {
             "a whole number of events",
             &mut problems,
         );
-        let in_background =
-            env.parsed("AGGREGATE_WARM_IN_BACKGROUND", true, "true or false", &mut problems);
+        let in_background = env.parsed("AGGREGATE_WARM_IN_BACKGROUND", true, "true or false", &mut problems);
         let entries =
             env.parsed("AGGREGATE_MAX_WINDOW_ENTRIES", defaults.max_window_entries, "a whole number", &mut problems);
         if batch_size == 0 || batch_size > 10_000 {

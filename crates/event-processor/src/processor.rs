@@ -8,8 +8,8 @@ use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::config::Settings;
 use crate::catchup::{self, CatchUp};
+use crate::config::Settings;
 use crate::cursor::{self, Cursor, CursorError};
 use crate::evaluate::{Decisions, Plan, evaluate, plan};
 use crate::matcher::TriggerIndex;

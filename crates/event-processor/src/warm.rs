@@ -47,9 +47,9 @@ pub async fn unwarmed<'t>(pool: &PgPool, trigger: &'t LoadedTrigger) -> Result<V
 /// on its own, so no transaction stays open for the whole history; the warm marker commits
 /// last. Warming that stops half way (a crash) leaves no marker, and the next warming
 /// writes every key again from the same history, so an aggregate ends warmed exactly once.
-/// A trigger deleted meanwhile stops the warming at the next page. The processor waits for
-/// it, so the pages stop once `max_events` events were replayed: the keys of the agents
-/// after that start empty, and no trigger holds processing up longer than that much work.
+/// A trigger deleted meanwhile stops the warming at the next page. The pages stop once
+/// `max_events` events were replayed: the keys of the agents after that start empty, so no
+/// trigger's warming reads more than that much history.
 pub async fn warm(
     pool: &PgPool,
     trigger: &LoadedTrigger,

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use shared::domain::TriggerId;
 use sqlx::PgPool;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::catchup::{self, CatchUp};
@@ -52,7 +52,12 @@ pub struct Warming {
     /// Rung when a task ends, so the processor takes its trigger without waiting for a poll.
     finished: Arc<Notify>,
     hand_off: Option<mpsc::UnboundedSender<Vec<Committed>>>,
+    /// Permits for the ways in that run at once.
+    turns: Arc<Semaphore>,
 }
+
+/// How many triggers warm at once.
+const CONCURRENT_WARMINGS: usize = 2;
 
 impl Drop for Warming {
     fn drop(&mut self) {
@@ -66,7 +71,14 @@ impl Drop for Warming {
 
 impl Warming {
     pub fn new(pool: PgPool, settings: Settings) -> Self {
-        Self { pool, settings, entries: HashMap::new(), finished: Arc::default(), hand_off: None }
+        Self {
+            pool,
+            settings,
+            entries: HashMap::new(),
+            finished: Arc::default(),
+            hand_off: None,
+            turns: Arc::new(Semaphore::new(CONCURRENT_WARMINGS)),
+        }
     }
 
     pub fn hand_off_to(&mut self, relay: mpsc::UnboundedSender<Vec<Committed>>) {
@@ -104,7 +116,16 @@ impl Warming {
             return Ok(());
         }
         self.cancel(trigger.id).await;
-        let way_in = way_in(self.pool.clone(), trigger.clone(), cursor, self.settings.clone(), self.hand_off.clone());
+        // Out of live processing from here, durably, before the cursor moves on.
+        let Some(from) = catchup::begin(&self.pool, trigger.id, cursor).await? else { return Ok(()) };
+        let way_in = way_in(
+            self.pool.clone(),
+            trigger.clone(),
+            from,
+            self.settings.clone(),
+            self.hand_off.clone(),
+            self.turns.clone(),
+        );
         let stage = if self.settings.warm_in_background {
             let finished = self.finished.clone();
             Stage::Running(tokio::spawn(async move {
@@ -182,18 +203,28 @@ impl Warming {
     }
 }
 
-/// Warms the aggregates of `trigger` that were never warmed, up to its catch-up position,
-/// then (in the background) catches it up with the processor's committed cursor until it is
+/// Warms the aggregates of `trigger` that were never warmed, up to its catch-up position
+/// `from`, then (in the background) catches it up with the processor's committed cursor until it is
 /// less than a batch behind. Returns the position reached, `None` when the trigger was
 /// deleted meanwhile.
 async fn way_in(
     pool: PgPool,
     trigger: Arc<LoadedTrigger>,
-    cursor: Cursor,
+    from: Cursor,
     settings: Settings,
     hand_off: Option<mpsc::UnboundedSender<Vec<Committed>>>,
+    turns: Arc<Semaphore>,
 ) -> Result<Option<Cursor>, ProcessError> {
-    let Some(from) = catchup::begin(&pool, trigger.id, cursor).await? else { return Ok(None) };
+    // Few at a time: warming reads history, and must leave the batches their share.
+    let _turn = turns.acquire_owned().await;
+    // One way in per trigger at a time, whoever runs it (a processor that lost the lead may
+    // still be finishing one). The lock goes with the transaction, which writes nothing.
+    let mut exclusive = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2::text))")
+        .bind(catchup::LOCK_SPACE)
+        .bind(trigger.id)
+        .execute(&mut *exclusive)
+        .await?;
     let pending = warm::unwarmed(&pool, &trigger).await?;
     if !pending.is_empty() {
         let replayed = warm::warm(
@@ -231,5 +262,6 @@ async fn way_in(
             }
         }
     }
+    exclusive.commit().await?;
     Ok(Some(at))
 }
