@@ -85,6 +85,32 @@ async fn trigger_changes_reach_a_running_processor() {
 }
 
 #[tokio::test]
+async fn a_trigger_warming_in_the_background_goes_live_by_itself() {
+    let bench = Bench::new().await;
+    let redis = RedisHandle::new(&bench.redis).unwrap();
+    let settings = Settings { warm_in_background: true, ..fast() };
+    let service = tokio::spawn(event_processor::service::run(bench.db.pool.clone(), redis, settings));
+    bench.insert(&[feedback(1, 0, 1, 10, 0, "a"), feedback(2, 0, 1, 20, 0, "a"), feedback(3, 0, 1, 30, 0, "a")]).await;
+
+    let ema = json!({"ema": {"field": "value", "window": 3, "as": "e"}, "op": "gte", "value": 0});
+    let (trigger, _) = bench.trigger(webhook("ema", json!({}), ema), testkit::fixtures::block_time(100)).await;
+    bench.insert(&[feedback(200, 0, 1, 40, 0, "a")]).await;
+    let job = wait::until("the warmed trigger's job", DEADLINE, || async {
+        bench.stream(ActionKind::Webhook).await.into_iter().find(|j| j.trigger.id == trigger)
+    })
+    .await;
+    // 10, 15, 22.5 from history, then 31.25: warmed before it fired.
+    assert_eq!(job.aggregates.get("e").cloned().flatten().map(|v| v.to_string()).as_deref(), Some("31.25"));
+    wait::until("the catch-up to end", DEADLINE, || async {
+        let left: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM trigger_catch_up").fetch_one(&bench.db.pool).await.unwrap();
+        (left == 0).then_some(())
+    })
+    .await;
+    service.abort();
+}
+
+#[tokio::test]
 async fn redis_restarting_empty_loses_no_job() {
     let bench = Bench::new().await;
     let mut server = RedisServer::start().await;
