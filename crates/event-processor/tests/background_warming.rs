@@ -209,7 +209,7 @@ async fn a_catch_up_cut_in_two_resumes_where_its_last_chunk_committed() {
     // A stale catch-up from the old position can no longer commit.
     let stale = CatchUp::new(loaded.clone(), 4, 100).to(&bench.db.pool, start, end, &mut Vec::new()).await;
     assert!(matches!(stale, Err(CursorError::Moved)), "{stale:?}");
-    let position = catchup::position(&mut *bench.db.pool.acquire().await.unwrap(), trigger).await.unwrap();
+    let position = catchup::position(&mut bench.db.pool.acquire().await.unwrap(), trigger).await.unwrap();
     assert_eq!(position, Some(middle));
 
     let second = CatchUp::new(loaded, 4, 100).to(&bench.db.pool, middle, end, &mut Vec::new()).await.unwrap();
