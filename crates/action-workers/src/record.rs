@@ -8,7 +8,7 @@ use shared::domain::Text;
 use shared::job::Job;
 use sqlx::PgPool;
 
-use crate::outcome::Attempt;
+use crate::outcome::{Attempt, Verdict};
 
 /// The job as the database knows it.
 #[derive(Debug, sqlx::FromRow)]
@@ -82,6 +82,42 @@ pub struct Recorded<'a> {
     pub number: i32,
     pub attempt: &'a Attempt,
     pub after: After,
+}
+
+/// Records `attempts` with [`record_many`], so that what one of them holds never stops the
+/// others: when the store refuses the batch for its data, the attempts are recorded one by
+/// one, and one it still refuses is recorded as a permanent failure that names the reason
+/// (its job ends failed, and is never sent again). Fails only when the store is unavailable:
+/// then nothing is recorded, nothing may be acknowledged, and the messages come back.
+pub async fn record_isolated(pool: &PgPool, attempts: &[Recorded<'_>]) -> Result<(), sqlx::Error> {
+    let Err(err) = record_many(pool, attempts).await else { return Ok(()) };
+    if !shared::store::refused_data(&err) {
+        return Err(err);
+    }
+    tracing::warn!(error = %err, attempts = attempts.len(), "the batch's attempts were refused; recording them one by one");
+    for one in attempts {
+        let Err(err) = record_many(pool, std::slice::from_ref(one)).await else { continue };
+        if !shared::store::refused_data(&err) {
+            return Err(err);
+        }
+        tracing::error!(job.id = %one.job.job_id, error = %err, "an attempt could not be recorded; its job fails");
+        metrics::counter!("worker_unrecordable_attempts_total").increment(1);
+        let failed = Attempt {
+            status: one.attempt.status,
+            latency: one.attempt.latency,
+            ..Attempt::failed(Verdict::Permanent, format!("the attempt could not be recorded: {err}"))
+        };
+        let fallback = Recorded { job: one.job, number: one.number, attempt: &failed, after: After::Failed };
+        if let Err(err) = record_many(pool, std::slice::from_ref(&fallback)).await {
+            if !shared::store::refused_data(&err) {
+                return Err(err);
+            }
+            // Nothing about this job can be stored; keeping its message would only bring it
+            // back forever.
+            tracing::error!(job.id = %one.job.job_id, error = %err, "not even the failure could be recorded; the message is dropped");
+        }
+    }
+    Ok(())
 }
 
 /// Logs several attempts and finishes the jobs they end, in one transaction; the same rules

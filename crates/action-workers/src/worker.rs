@@ -344,15 +344,16 @@ struct Done {
     acks: Vec<String>,
 }
 
-/// The second half of handling a batch: records every attempt in one transaction, schedules
-/// what comes back later, and only then acknowledges the messages.
+/// The second half of handling a batch: records every attempt (in one transaction, or one by
+/// one when the store refuses what one of them holds), schedules what comes back later, and
+/// only then acknowledges the messages.
 async fn finish(pool: PgPool, queue: Queue, done: Done) -> Result<(), WorkerError> {
     let Done { attempts, later, mut acks } = done;
     let recorded: Vec<Recorded<'_>> = attempts
         .iter()
         .map(|(job, number, attempt, after, _)| Recorded { job, number: *number, attempt, after: *after })
         .collect();
-    record::record_many(&pool, &recorded).await?;
+    record::record_isolated(&pool, &recorded).await?;
     for (job, _, attempt, after, message_id) in attempts {
         let kind = job.kind().as_str();
         metrics::counter!("worker_deliveries_total", "kind" => kind, "outcome" => after.outcome()).increment(1);

@@ -43,13 +43,8 @@ impl StoreError {
     pub fn is_row_fault(&self) -> bool {
         match self {
             StoreError::BlockNumberTooLarge(_) | StoreError::ChainIdTooLarge(_) => true,
-            StoreError::Database(sqlx::Error::Database(db)) => {
-                // 22: data exception, 23: integrity constraint violation, 54: program limit
-                // exceeded (e.g. an index row too large).
-                db.code().is_some_and(|code| ["22", "23", "54"].iter().any(|class| code.starts_with(class)))
-            }
-            StoreError::Database(sqlx::Error::Encode(_)) => true,
-            StoreError::Database(_) | StoreError::Malformed { .. } | StoreError::MostRefused { .. } => false,
+            StoreError::Database(err) => super::refused_data(err),
+            StoreError::Malformed { .. } | StoreError::MostRefused { .. } => false,
         }
     }
 }
