@@ -20,11 +20,17 @@ pub struct WorkerConfig {
 /// Delivery tunables, apart from connections so tests can build them directly.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Concurrent deliveries per action kind in this process.
+    /// Deliveries in flight per action kind in this process.
     pub concurrency: usize,
+    /// Deliveries in flight per target (the origin of a webhook URL or MCP server) and action
+    /// kind in this process; the target's other jobs wait their turn without holding up
+    /// anyone else's.
+    pub per_target: usize,
     /// This process's name among the consumers of each stream.
     pub name: String,
     /// A message read but not acknowledged for this long is taken over by another consumer.
+    /// A consumer renews the claims of its deliveries in flight every third of it, so a slow
+    /// delivery that is alive is never taken over, whatever its timeout.
     pub claim_idle: Duration,
     /// Waits before the 2nd, 3rd, ... attempt (the last one repeats), each ±20%.
     pub retry_schedule: Vec<Duration>,
@@ -53,7 +59,8 @@ impl Default for TelegramSettings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            concurrency: 4,
+            concurrency: 32,
+            per_target: 8,
             name: default_name(),
             claim_idle: Duration::from_secs(30),
             retry_schedule: [5, 30, 120, 600, 1_800, 3_600, 10_800].into_iter().map(Duration::from_secs).collect(),
@@ -74,10 +81,18 @@ impl WorkerConfig {
         let mut problems = Problems::default();
         let defaults = Settings::default();
         let concurrency = env.parsed("WORKER_CONCURRENCY", defaults.concurrency, "a whole number", &mut problems);
-        if !(1..=256).contains(&concurrency) {
-            problems.push("WORKER_CONCURRENCY", "must be between 1 and 256");
+        if !(1..=1_024).contains(&concurrency) {
+            problems.push("WORKER_CONCURRENCY", "must be between 1 and 1024");
+        }
+        let per_target = env.parsed("WORKER_PER_TARGET", defaults.per_target, "a whole number", &mut problems);
+        if per_target == 0 {
+            problems.push("WORKER_PER_TARGET", "must be at least 1");
         }
         let claim_ms = env.parsed("WORKER_CLAIM_IDLE_MS", 30_000u64, "a whole number of milliseconds", &mut problems);
+        if claim_ms < 1_000 {
+            // Claims are renewed every third of it, between two steps of a consumer.
+            problems.push("WORKER_CLAIM_IDLE_MS", "must be at least 1000");
+        }
         let max_attempts = env.parsed("DELIVERY_MAX_ATTEMPTS", defaults.max_attempts, "a whole number", &mut problems);
         if max_attempts == 0 {
             problems.push("DELIVERY_MAX_ATTEMPTS", "must be at least 1");
@@ -136,7 +151,8 @@ impl WorkerConfig {
             database: DatabaseConfig::from_env(env, &mut problems),
             redis: RedisConfig::from_env(env, &mut problems),
             settings: Settings {
-                concurrency: concurrency.clamp(1, 256),
+                concurrency: concurrency.clamp(1, 1_024),
+                per_target: per_target.max(1),
                 name: env.get("WORKER_NAME").map(str::to_owned).unwrap_or(defaults.name),
                 claim_idle: Duration::from_millis(claim_ms.max(100)),
                 retry_schedule,

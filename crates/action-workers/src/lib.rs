@@ -9,6 +9,7 @@ pub mod queue;
 pub mod record;
 pub mod signing;
 pub mod ssrf;
+pub mod targets;
 pub mod telegram;
 pub mod webhook;
 pub mod worker;

@@ -120,6 +120,25 @@ impl Queue {
         }
     }
 
+    /// Renews this consumer's claim on `ids`, whose deliveries are still running: their idle
+    /// time starts again, so no other consumer takes them over (see [`Queue::reclaim`]).
+    pub async fn renew(&self, ids: &[String]) -> redis::RedisResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.redis.connection().await?;
+        redis::cmd("XCLAIM")
+            .arg(&self.stream)
+            .arg(GROUP)
+            .arg(&self.consumer)
+            .arg(0)
+            .arg(ids)
+            .arg("JUSTID")
+            .query_async::<redis::Value>(&mut conn)
+            .await
+            .map(drop)
+    }
+
     /// Acknowledges several messages at once and deletes them from the stream: once their
     /// outcome is recorded in PostgreSQL nothing needs them, and the stream stays small.
     pub async fn ack_many(&self, ids: &[String]) -> redis::RedisResult<()> {

@@ -2,8 +2,9 @@
 //! attempt, then acknowledge, reschedule or dead-letter. A retry is a scheduled message,
 //! never a sleep.
 
-use std::collections::{BTreeMap, HashSet};
-use std::time::Duration;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rand::Rng;
 use secrecy::SecretString;
@@ -12,6 +13,8 @@ use shared::job::Job;
 use shared::redis::RedisHandle;
 use shared::trigger::{Action, ActionKind};
 use sqlx::PgPool;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::{JoinError, JoinSet};
 use tracing::Instrument;
 
 use crate::breaker::{self, Status};
@@ -20,6 +23,7 @@ use crate::mcp::McpClients;
 use crate::outcome::{Attempt, Verdict};
 use crate::queue::{Message, Queue};
 use crate::record::{self, After, Recorded};
+use crate::targets::{Slot, Targets};
 use crate::telegram::{Pace, TelegramClient};
 use crate::webhook::WebhookClient;
 
@@ -31,10 +35,16 @@ pub enum WorkerError {
     Redis(#[from] redis::RedisError),
 }
 
-/// Messages read and handled together.
+/// Messages read and prepared together at most.
 const BATCH: usize = 64;
 /// How long jobs wait while another job probes a half-open breaker.
 const PROBE_PENDING: Duration = Duration::from_secs(1);
+/// How long a job whose target already has its share in flight waits before it is tried
+/// again (no attempt is spent).
+const TARGET_BUSY: Duration = Duration::from_secs(1);
+/// How long a consumer with deliveries in flight waits for new messages before it records
+/// the deliveries that ended.
+const IN_FLIGHT_POLL: Duration = Duration::from_millis(20);
 
 /// Delivers the jobs of one action kind.
 #[derive(Clone)]
@@ -46,6 +56,45 @@ pub struct Worker {
     mcp: McpClients,
     kind: ActionKind,
     redis: RedisHandle,
+    /// Deliveries in flight in this process for this kind, over all its consumers.
+    in_flight: Arc<Semaphore>,
+    /// Each target's share of them.
+    targets: Targets,
+}
+
+/// A job cleared for delivery: everything its own task needs.
+struct Cleared {
+    message_id: String,
+    payload: String,
+    job: Job,
+    action: Result<Action, String>,
+    /// The attempt this delivery is.
+    number: i32,
+    secrets: serde_json::Value,
+    /// The breaker as read for the batch, and whether this delivery is its probe.
+    breaker: Status,
+    probe: bool,
+    slot: Slot,
+    permit: OwnedSemaphorePermit,
+}
+
+/// A delivery task's end: its message id and how it went.
+type Flight = (String, Result<Landed, WorkerError>);
+
+/// How one delivery ended.
+enum Landed {
+    Attempted {
+        job: Box<Job>,
+        number: i32,
+        attempt: Attempt,
+        after: After,
+        later: Option<(String, i64)>,
+    },
+    /// Pacing says later; no attempt is spent.
+    Held {
+        payload: String,
+        wait: Duration,
+    },
 }
 
 /// What a worker did with a job it may deliver.
@@ -61,7 +110,9 @@ impl Worker {
         let telegram =
             TelegramClient::new(&settings.telegram.api_url, settings.telegram.bot_token.clone(), redis.clone())?;
         let mcp = McpClients::new(settings.address_policy.clone())?;
-        Ok(Self { pool, settings, webhooks, telegram, mcp, kind, redis })
+        let in_flight = Arc::new(Semaphore::new(settings.concurrency.max(1)));
+        let targets = Targets::new(settings.per_target);
+        Ok(Self { pool, settings, webhooks, telegram, mcp, kind, redis, in_flight, targets })
     }
 
     /// The queue of consumer `index` of this process.
@@ -74,35 +125,42 @@ impl Worker {
         self.handle_batch(queue, vec![message]).await
     }
 
-    /// Handles a batch of messages: one query for the jobs' states, one for their breakers,
-    /// the deliveries one after the other, then one transaction recording every attempt, one
-    /// round trip scheduling retries, one acknowledging. A message is acknowledged only
-    /// after its outcome is recorded; on an error (the database or Redis away) nothing is
-    /// acknowledged and the messages come back.
+    /// Handles a batch of messages to the end: prepares them, delivers the cleared ones
+    /// concurrently, records every outcome and acknowledges. A message is acknowledged only
+    /// after its outcome is recorded; on an error (the database or Redis away) nothing more
+    /// is acknowledged and the messages come back.
     pub async fn handle_batch(&self, queue: &Queue, messages: Vec<Message>) -> Result<(), WorkerError> {
-        let done = self.deliver_batch(messages).await?;
+        let (mut done, cleared) = self.prepare(messages).await?;
+        let mut flights = JoinSet::new();
+        for cleared in cleared {
+            flights.spawn(self.clone().fly(cleared));
+        }
+        while let Some(landed) = flights.join_next().await {
+            done.land(landed);
+        }
         finish(self.pool.clone(), queue.clone(), done).await
     }
 
-    /// The first half of [`Worker::handle_batch`]: everything up to the deliveries. What it
-    /// returns must be passed to [`finish`] before the messages count as handled.
-    async fn deliver_batch(&self, messages: Vec<Message>) -> Result<Done, WorkerError> {
-        let mut acks = Vec::with_capacity(messages.len());
-        let mut later: Vec<(String, i64)> = Vec::new();
+    /// Reads what the database knows of a batch of messages and sorts them: the ones to
+    /// acknowledge or bring back later at once (duplicates, cancelled jobs, open breakers,
+    /// busy targets) go in the returned [`Done`]; the others are cleared for delivery, each
+    /// with a place among the deliveries in flight and in its target's share.
+    async fn prepare(&self, messages: Vec<Message>) -> Result<(Done, Vec<Cleared>), WorkerError> {
+        let mut done = Done::default();
         let mut work: Vec<(String, String, Job)> = Vec::with_capacity(messages.len());
         let mut seen = HashSet::new();
         for message in messages {
             let Some(payload) = message.payload else {
-                acks.push(message.id);
+                done.acks.push(message.id);
                 continue;
             };
             match serde_json::from_str::<Job>(&payload) {
                 // The same job twice in one batch (pushed again): the first copy decides.
-                Ok(job) if !seen.insert(job.job_id) => acks.push(message.id),
+                Ok(job) if !seen.insert(job.job_id) => done.acks.push(message.id),
                 Ok(job) => work.push((message.id, payload, job)),
                 Err(err) => {
                     tracing::error!(message.id = %message.id, error = %err, "dropping a message that is not a job");
-                    acks.push(message.id);
+                    done.acks.push(message.id);
                 }
             }
         }
@@ -111,78 +169,96 @@ impl Worker {
             work.iter().map(|(_, _, job)| job.action.id).collect::<HashSet<_>>().into_iter().collect();
         let (states, breakers) =
             tokio::join!(record::load_many(&self.pool, &ids), breaker::statuses(&self.pool, &actions));
-        let (states, mut breakers) = (states?, breakers?);
+        let (mut states, mut breakers) = (states?, breakers?);
 
-        let mut attempts: Vec<(Job, i32, Attempt, After, String)> = Vec::with_capacity(work.len());
+        let mut cleared = Vec::with_capacity(work.len());
         for (message_id, payload, job) in work {
-            let span = tracing::info_span!("job", job.id = %job.job_id, trigger.id = %job.trigger.id, action.kind = job.kind().as_str());
-            // Entered only around synchronous work: a span held across an await would leak
-            // into whatever else the thread polls meanwhile.
-            let Some(state) = states.get(&job.job_id.0) else {
-                span.in_scope(|| tracing::info!("the trigger or action was deleted; the job is cancelled, never sent"));
+            let Some(state) = states.remove(&job.job_id.0) else {
+                tracing::info!(job.id = %job.job_id, "the trigger or action was deleted; the job is cancelled, never sent");
                 metrics::counter!("worker_cancelled_jobs_total").increment(1);
-                acks.push(message_id);
+                done.acks.push(message_id);
                 continue;
             };
             if state.is_finished() {
                 // Pushed again after a crash or a Redis restart: already done, never sent twice.
                 metrics::counter!("worker_duplicates_skipped_total").increment(1);
-                acks.push(message_id);
+                done.acks.push(message_id);
                 continue;
             }
             // An open breaker holds the job back without spending an attempt.
-            let action = job.action.id;
-            let probe = match breakers.get(&action).copied().unwrap_or(Status::Closed { clean: true }) {
+            let action_id = job.action.id;
+            let breaker = breakers.get(&action_id).copied().unwrap_or(Status::Closed { clean: true });
+            let probe = match breaker {
                 Status::Closed { .. } => false,
                 Status::Open(wait) => {
                     metrics::counter!("worker_held_by_breaker_total").increment(1);
-                    later.push((payload, due_in(wait)));
-                    acks.push(message_id);
+                    done.hold(message_id, payload, wait);
                     continue;
                 }
                 Status::Probing => {
-                    if breaker::try_probe(&self.pool, action, &self.settings.breaker).await? {
-                        breakers.insert(action, Status::Open(PROBE_PENDING));
+                    if breaker::try_probe(&self.pool, action_id, &self.settings.breaker).await? {
+                        breakers.insert(action_id, Status::Open(PROBE_PENDING));
                         true
                     } else {
-                        later.push((payload, due_in(PROBE_PENDING)));
-                        acks.push(message_id);
+                        done.hold(message_id, payload, PROBE_PENDING);
                         continue;
                     }
                 }
             };
-            let number = state.attempts + 1;
-            let attempt = match self.attempt(&job, &state.secrets).instrument(span.clone()).await? {
-                Step::Attempted(attempt) => attempt,
-                Step::Hold(wait) => {
-                    later.push((payload, due_in(wait)));
-                    acks.push(message_id);
-                    continue;
-                }
+            let action: Result<Action, String> = serde_json::from_value(job.action.config.clone())
+                .map_err(|err| format!("the action's configuration is unreadable: {err}"));
+            let Some(slot) = self.targets.take(action.as_ref().ok()) else {
+                // Its target has its share in flight: the others go first.
+                metrics::counter!("worker_held_by_busy_target_total").increment(1);
+                done.hold(message_id, payload, TARGET_BUSY);
+                continue;
             };
+            let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
+                // Another consumer of the process took the room meanwhile.
+                done.hold(message_id, payload, TARGET_BUSY);
+                continue;
+            };
+            cleared.push(Cleared {
+                message_id,
+                payload,
+                job,
+                action,
+                number: state.attempts + 1,
+                secrets: state.secrets,
+                breaker,
+                probe,
+                slot,
+                permit,
+            });
+        }
+        Ok((done, cleared))
+    }
+
+    /// Delivers one cleared job, updates its action's breaker, and decides what comes next.
+    /// Returns the message id with the outcome, to record.
+    async fn fly(self, cleared: Cleared) -> Flight {
+        let Cleared { message_id, payload, job, action, number, secrets, breaker, probe, slot, permit } = cleared;
+        let span = tracing::info_span!("job", job.id = %job.job_id, trigger.id = %job.trigger.id, action.kind = job.kind().as_str());
+        let landed = async {
+            let attempt = match self.attempt(&job, action, &secrets).await? {
+                Step::Attempted(attempt) => attempt,
+                Step::Hold(wait) => return Ok(Landed::Held { payload, wait }),
+            };
+            // The target is done with it: the next delivery may go.
+            drop((slot, permit));
+            let action_id = job.action.id;
             match attempt.verdict {
-                Verdict::Delivered => {
-                    if breakers.get(&action) != Some(&Status::Closed { clean: true }) {
-                        breaker::succeeded(&self.pool, action).await?;
-                        breakers.insert(action, Status::Closed { clean: true });
+                // An answer, even a no, shows the target is up; a rejected request says
+                // nothing about its health.
+                Verdict::Delivered | Verdict::Rejected => {
+                    if breaker != (Status::Closed { clean: true }) {
+                        breaker::succeeded(&self.pool, action_id).await?;
                     }
                 }
                 Verdict::Retry { .. } => {
-                    if breaker::failed(&self.pool, action, probe, &self.settings.breaker).await? {
-                        breakers.insert(action, Status::Open(self.settings.breaker.open_for));
-                    } else if let Some(Status::Closed { clean }) = breakers.get_mut(&action) {
-                        *clean = false;
-                    }
+                    breaker::failed(&self.pool, action_id, probe, &self.settings.breaker).await?;
                 }
-                // A rejected request says nothing about the target's health; an answer
-                // (even a no) shows it is up.
                 Verdict::Permanent => {}
-                Verdict::Rejected => {
-                    if breakers.get(&action) != Some(&Status::Closed { clean: true }) {
-                        breaker::succeeded(&self.pool, action).await?;
-                        breakers.insert(action, Status::Closed { clean: true });
-                    }
-                }
             }
             let after = match attempt.verdict {
                 Verdict::Delivered => After::Delivered,
@@ -193,29 +269,30 @@ impl Worker {
                 }
                 Verdict::Retry { .. } => After::Retry,
             };
-            if after == After::Retry {
+            let later = (after == After::Retry).then(|| {
                 let delay = match attempt.verdict {
                     Verdict::Retry { after: Some(wish) } => wish,
                     _ => self.backoff(number),
                 };
-                later.push((payload, due_in(delay)));
-            }
-            span.in_scope(|| {
-                tracing::info!(attempt = number, outcome = ?after, status = ?attempt.status, error = ?attempt.error, "delivery attempt");
+                (payload, due_in(delay))
             });
-            attempts.push((job, number, attempt, after, message_id));
+            tracing::info!(attempt = number, outcome = ?after, status = ?attempt.status, error = ?attempt.error, "delivery attempt");
+            Ok(Landed::Attempted { job: Box::new(job), number, attempt, after, later })
         }
-
-        Ok(Done { attempts, later, acks })
+        .instrument(span)
+        .await;
+        (message_id, landed)
     }
 
-    async fn attempt(&self, job: &Job, secrets: &serde_json::Value) -> Result<Step, WorkerError> {
-        let action: Action = match serde_json::from_value(job.action.config.clone()) {
+    async fn attempt(
+        &self,
+        job: &Job,
+        action: Result<Action, String>,
+        secrets: &serde_json::Value,
+    ) -> Result<Step, WorkerError> {
+        let action = match action {
             Ok(action) => action,
-            Err(err) => {
-                let error = format!("the action's configuration is unreadable: {err}");
-                return Ok(Step::Attempted(Attempt::failed(Verdict::Permanent, error)));
-            }
+            Err(error) => return Ok(Step::Attempted(Attempt::failed(Verdict::Permanent, error))),
         };
         let secret = |name: &str| secrets.get(name).and_then(|s| s.as_str()).map(|s| SecretString::from(s.to_owned()));
         Ok(Step::Attempted(match action {
@@ -265,7 +342,11 @@ impl Worker {
         base.mul_f64(rand::thread_rng().gen_range(0.8..=1.2))
     }
 
-    /// One consumer: reads and handles messages until the task is dropped.
+    /// One consumer: reads messages while there is room among the deliveries in flight,
+    /// delivers each on a task of its own, and records and acknowledges them as they land,
+    /// so a slow delivery holds up only itself. While a delivery runs its message's claim is
+    /// renewed, so no other consumer takes over a message whose delivery is alive; messages
+    /// of consumers that died are taken over here. Runs until the task is dropped.
     pub async fn consume(self, index: usize) {
         let queue = self.queue(index);
         let mut pause = Duration::from_millis(100);
@@ -273,27 +354,55 @@ impl Worker {
             let result = async {
                 queue.ensure_group().await?;
                 let mut reader = queue.reader().await?;
-                // Batch N is recorded while batch N+1 is delivered; one batch at most waits.
-                let mut recording: Option<tokio::task::JoinHandle<Result<(), WorkerError>>> = None;
-                // The next batch is read while the current one is delivered.
-                let mut messages = queue.read(&mut reader, BATCH, Duration::from_millis(1_000)).await?;
+                let mut flights: JoinSet<Flight> = JoinSet::new();
+                // The message of each delivery in flight, by task.
+                let mut messages: HashMap<tokio::task::Id, String> = HashMap::new();
+                let renew_every = self.settings.claim_idle / 3;
+                let mut renewed = Instant::now();
+                let mut reclaimed = Instant::now();
                 loop {
-                    let current = std::mem::take(&mut messages);
-                    let (next, done) = if current.is_empty() {
-                        (queue.read(&mut reader, BATCH, Duration::from_millis(1_000)).await, None)
-                    } else {
-                        let (next, done) = tokio::join!(
-                            queue.read(&mut reader, BATCH, Duration::from_millis(0)),
-                            self.deliver_batch(current)
-                        );
-                        (next, Some(done?))
-                    };
-                    messages = next?;
-                    if let Some(previous) = recording.take() {
-                        previous.await.unwrap_or(Ok(()))?;
+                    let room = self.in_flight.available_permits().min(BATCH);
+                    let mut read = Vec::new();
+                    if room > 0 {
+                        if reclaimed.elapsed() >= self.settings.claim_idle / 2 {
+                            reclaimed = Instant::now();
+                            read = queue.reclaim(self.settings.claim_idle, room).await?;
+                        }
+                        if read.is_empty() {
+                            let wait = if flights.is_empty() { Duration::from_millis(1_000) } else { IN_FLIGHT_POLL };
+                            read = queue.read(&mut reader, room, wait).await?;
+                        }
+                    } else if flights.is_empty() {
+                        // No room, all of it taken by the process's other consumers.
+                        tokio::time::sleep(IN_FLIGHT_POLL).await;
+                    } else if let Ok(Some(landed)) =
+                        tokio::time::timeout(renew_every, flights.join_next_with_id()).await
+                    {
+                        // No room: wait for a delivery to land (but not past a renewal).
+                        let mut done = Done::default();
+                        done.land_with_id(landed, &mut messages);
+                        finish(self.pool.clone(), queue.clone(), done).await?;
                     }
-                    if let Some(done) = done {
-                        recording = Some(tokio::spawn(finish(self.pool.clone(), queue.clone(), done)));
+                    let mut done = Done::default();
+                    if !read.is_empty() {
+                        let (prepared, cleared) = self.prepare(read).await?;
+                        done = prepared;
+                        for cleared in cleared {
+                            let message_id = cleared.message_id.clone();
+                            let task = flights.spawn(self.clone().fly(cleared));
+                            messages.insert(task.id(), message_id);
+                        }
+                    }
+                    while let Some(landed) = flights.try_join_next_with_id() {
+                        done.land_with_id(landed, &mut messages);
+                    }
+                    if !done.is_empty() {
+                        finish(self.pool.clone(), queue.clone(), done).await?;
+                    }
+                    if renewed.elapsed() >= renew_every {
+                        renewed = Instant::now();
+                        let alive: Vec<String> = messages.values().cloned().collect();
+                        queue.renew(&alive).await?;
                     }
                 }
                 #[allow(unreachable_code)]
@@ -301,6 +410,8 @@ impl Worker {
             }
             .await;
             if let Err(err) = result {
+                // Deliveries in flight are dropped with their unrecorded outcomes: their
+                // messages come back, and targets deduplicate by the webhook id.
                 tracing::warn!(error = %err, consumer = index, "worker paused; retrying");
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(10));
@@ -308,22 +419,13 @@ impl Worker {
         }
     }
 
-    /// Housekeeping: moves due retries into the stream and takes over messages of dead
-    /// consumers.
+    /// Housekeeping: moves due retries into the stream.
     pub async fn maintain(self) {
         let queue = self.queue(usize::MAX);
-        let mut last_claim = tokio::time::Instant::now();
         loop {
             let result = async {
                 queue.ensure_group().await?;
                 queue.move_due(chrono::Utc::now().timestamp_millis(), 500).await?;
-                if last_claim.elapsed() >= self.settings.claim_idle / 2 {
-                    last_claim = tokio::time::Instant::now();
-                    let claimed = queue.reclaim(self.settings.claim_idle, BATCH).await?;
-                    if !claimed.is_empty() {
-                        self.handle_batch(&queue, claimed).await?;
-                    }
-                }
                 Ok::<(), WorkerError>(())
             }
             .await;
@@ -335,7 +437,8 @@ impl Worker {
     }
 }
 
-/// A batch whose deliveries are done and whose outcomes are still to be recorded.
+/// Outcomes waiting to be recorded, and what to do with their messages.
+#[derive(Default)]
 struct Done {
     attempts: Vec<(Job, i32, Attempt, After, String)>,
     /// Jobs to bring back later (retries, holds), as (payload, due unix ms).
@@ -344,9 +447,51 @@ struct Done {
     acks: Vec<String>,
 }
 
-/// The second half of handling a batch: records every attempt (in one transaction, or one by
-/// one when the store refuses what one of them holds), schedules what comes back later, and
-/// only then acknowledges the messages.
+impl Done {
+    fn is_empty(&self) -> bool {
+        self.attempts.is_empty() && self.later.is_empty() && self.acks.is_empty()
+    }
+
+    /// Brings a job back after `wait` without spending an attempt.
+    fn hold(&mut self, message_id: String, payload: String, wait: Duration) {
+        self.later.push((payload, due_in(wait)));
+        self.acks.push(message_id);
+    }
+
+    /// Takes a delivery's end. One that could not be completed is left unacknowledged: its
+    /// message comes back.
+    fn land(&mut self, landed: Result<Flight, JoinError>) {
+        match landed {
+            Ok((message_id, Ok(Landed::Attempted { job, number, attempt, after, later }))) => {
+                self.later.extend(later);
+                self.attempts.push((*job, number, attempt, after, message_id));
+            }
+            Ok((message_id, Ok(Landed::Held { payload, wait }))) => self.hold(message_id, payload, wait),
+            Ok((message_id, Err(err))) => {
+                tracing::warn!(message.id = %message_id, error = %err, "a delivery could not be completed; it comes back");
+            }
+            Err(join) => tracing::error!(error = %join, "a delivery task ended abnormally; its message comes back"),
+        }
+    }
+
+    /// [`Done::land`] for a task of a consumer, which stops renewing the task's message.
+    fn land_with_id(
+        &mut self,
+        landed: Result<(tokio::task::Id, Flight), JoinError>,
+        messages: &mut HashMap<tokio::task::Id, String>,
+    ) {
+        let id = match &landed {
+            Ok((id, _)) => *id,
+            Err(join) => join.id(),
+        };
+        messages.remove(&id);
+        self.land(landed.map(|(_, outcome)| outcome));
+    }
+}
+
+/// The second half of handling messages: records every attempt (in one transaction, or one
+/// by one when the store refuses what one of them holds), schedules what comes back later,
+/// and only then acknowledges the messages.
 async fn finish(pool: PgPool, queue: Queue, done: Done) -> Result<(), WorkerError> {
     let Done { attempts, later, mut acks } = done;
     let recorded: Vec<Recorded<'_>> = attempts
@@ -375,12 +520,15 @@ fn due_in(wait: Duration) -> i64 {
     chrono::Utc::now().timestamp_millis() + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX / 4)
 }
 
+/// Consumers per action kind in a process: while one prepares or records, another reads.
+const CONSUMERS: usize = 2;
+
 /// Runs the consumers and housekeeping of every kind this version delivers, until dropped.
 pub async fn run(pool: PgPool, redis: RedisHandle, settings: Settings) -> Result<(), reqwest::Error> {
     let mut tasks = tokio::task::JoinSet::new();
     for kind in ActionKind::ALL {
         let worker = Worker::new(pool.clone(), redis.clone(), kind, settings.clone())?;
-        for index in 0..settings.concurrency {
+        for index in 0..CONSUMERS {
             tasks.spawn(worker.clone().consume(index));
         }
         tasks.spawn(worker.maintain());

@@ -110,6 +110,19 @@ pub async fn finish(pool: &PgPool, trigger: TriggerId, at: Cursor) -> Result<(),
     }
 }
 
+/// Ends the catch-up of `trigger` if it is disabled: enabled again later, it joins live
+/// processing with the states it has, as a trigger disabled while live does.
+pub async fn abandon_if_disabled(pool: &PgPool, trigger: TriggerId) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "DELETE FROM trigger_catch_up c USING triggers t
+         WHERE c.trigger_id = $1 AND t.id = c.trigger_id AND NOT t.enabled",
+    )
+    .bind(trigger)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 /// One trigger catching up: its own caches, kept from chunk to chunk.
 pub struct CatchUp {
     trigger: Arc<LoadedTrigger>,
@@ -131,6 +144,8 @@ pub struct Progress {
     pub fires: u64,
     /// `false` when the trigger was deleted meanwhile.
     pub live: bool,
+    /// The position it is at now.
+    pub reached: Cursor,
 }
 
 impl CatchUp {
@@ -147,17 +162,22 @@ impl CatchUp {
     }
 
     /// Replays the events after `from` up to `target` (a position the processor committed,
-    /// so every event up to it is settled), a chunk per transaction. `jobs` receives the
-    /// jobs of each committed chunk. A failed chunk leaves this value unusable: start anew.
+    /// so every event up to it is settled), a chunk per transaction, at most `chunks` of them.
+    /// `jobs` receives the jobs of each chunk once it is committed. A failed chunk leaves this
+    /// value unusable: start anew.
     pub async fn to(
         &mut self,
         pool: &PgPool,
         mut from: Cursor,
         target: Cursor,
-        jobs: &mut Vec<Committed>,
+        chunks: usize,
+        mut jobs: impl FnMut(Vec<Committed>),
     ) -> Result<Progress, CursorError> {
-        let mut progress = Progress { live: true, ..Progress::default() };
-        while from < target {
+        let mut progress = Progress { live: true, reached: from, ..Progress::default() };
+        for _ in 0..chunks {
+            if from >= target {
+                break;
+            }
             let rows = self.read(pool, from, target).await?;
             let to = if rows.len() < self.chunk { target } else { rows.last().map_or(target, |(at, _)| *at) };
             let events: Vec<StoredEvent> = rows
@@ -198,9 +218,12 @@ impl CatchUp {
             advance(&mut tx, self.trigger.id, from, to).await?;
             tx.commit().await?;
 
-            jobs.extend(committed);
+            if !committed.is_empty() {
+                jobs(committed);
+            }
             progress.events += events.len();
             progress.fires += decisions.fires;
+            progress.reached = to;
             from = to;
             tokio::task::yield_now().await;
         }

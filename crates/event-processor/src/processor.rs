@@ -18,6 +18,10 @@ use crate::state::{CooldownCache, CooldownRows, StateCache, StateRows};
 use crate::triggers::{LoadedTrigger, Refresh, TriggerSet};
 use crate::warming::Warming;
 
+/// Chunks (of a batch each) a trigger done warming may still replay between two batches
+/// before it is filed; further behind, it goes back to its task.
+const FINAL_CHUNKS: usize = 2;
+
 /// Cached aggregate states beyond which the cache is emptied after a commit.
 const MAX_CACHED_STATES: usize = 500_000;
 
@@ -29,6 +33,8 @@ pub enum ProcessError {
     Cursor(#[from] CursorError),
     #[error("the batch reader failed: {0}")]
     Reader(String),
+    #[error("trigger {0} is being warmed by another processor")]
+    WarmingElsewhere(shared::domain::TriggerId),
 }
 
 /// Everything one batch decided, written in one transaction with the cursor.
@@ -236,9 +242,11 @@ impl Processor {
             let live = match staged {
                 Ok(live) => live,
                 Err(err) => {
-                    // The set already holds triggers the index does not: the next refresh
-                    // reads them all again and builds the index anew.
+                    // The set already holds triggers the index does not, and the index may
+                    // hold triggers taken out meanwhile: the next refresh reads them all
+                    // again and builds the index anew.
                     self.triggers = TriggerSet::default();
+                    self.index = Arc::default();
                     return Err(err);
                 }
             };
@@ -280,6 +288,9 @@ impl Processor {
     async fn stage(&mut self, refresh: &Refresh) -> Result<Vec<Arc<LoadedTrigger>>, ProcessError> {
         for id in &refresh.removed {
             self.warming.cancel(*id).await;
+            // Disabled while catching up: like any disabled trigger, it is fed nothing until
+            // it is enabled again, and then goes on from the states it has.
+            catchup::abandon_if_disabled(&self.pool, *id).await?;
         }
         if refresh.changed.is_empty() {
             return Ok(Vec::new());
@@ -309,16 +320,18 @@ impl Processor {
                 // Changed or removed since it started: its newer version has its own way in.
                 continue;
             }
-            let mut jobs = Vec::new();
             let mut catch_up =
                 CatchUp::new(trigger.clone(), self.settings.batch_size, self.settings.max_window_entries);
-            let progress = catch_up.to(&self.pool, at, cursor, &mut jobs).await?;
-            if !jobs.is_empty()
-                && let Some(relay) = &self.hand_off
-            {
-                let _ = relay.send(jobs);
-            }
+            let hand_off = self.hand_off.as_ref();
+            let progress =
+                catch_up.to(&self.pool, at, cursor, FINAL_CHUNKS, |jobs| crate::warming::hand(hand_off, jobs)).await?;
             if !progress.live {
+                continue;
+            }
+            if progress.reached < cursor {
+                // The batches went far ahead meanwhile (a backlog): the rest is not replayed
+                // here, between two batches, but on its task again.
+                self.warming.start(trigger, cursor).await?;
                 continue;
             }
             catchup::finish(&self.pool, trigger.id, cursor).await?;

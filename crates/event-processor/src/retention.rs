@@ -13,6 +13,7 @@ use shared::startup::error_chain;
 use shared::store::{deliveries, events, jobs};
 use sqlx::PgPool;
 
+use crate::catchup;
 use crate::config::Retention;
 use crate::cursor::{self, CursorError};
 use crate::state;
@@ -85,7 +86,8 @@ pub async fn run_once(pool: &PgPool, retention: &Retention, now: DateTime<Utc>) 
 
     // Block time: no event still to be processed is older than `reference` (the first one
     // after the cursor, when the processor is behind), less the margin for late ones.
-    let processed = cursor::load(pool).await?;
+    // A trigger still catching up reads events from further back: it counts as the processor.
+    let processed = catchup::positions(pool).await?.into_values().fold(cursor::load(pool).await?, Ord::min);
     let reference = cursor::next_block_time(pool, processed).await?.map_or(now, |next| next.min(now));
     let horizon = before(reference, BLOCK_TIME_MARGIN);
     let idle_before = before(now, BLOCK_TIME_MARGIN);

@@ -73,18 +73,23 @@ pub async fn warm(
         let filter = ScopeFilter::of(trigger);
         if aggregates.iter().any(|a| a.per == Per::Trigger) {
             // One key for the whole trigger: its latest `per_key` events.
+            let events =
+                history(&mut *pool.acquire().await?, trigger, &filter, &filter.agents, "0", cursor, per_key).await?;
             let Some(mut tx) = begin_if_live(pool, trigger).await? else { return Ok(replayed.events) };
-            let events = history(&mut tx, trigger, &filter, &filter.agents, "0", cursor, per_key).await?;
             replay(&mut tx, trigger, aggregates, &events, max_window_entries, &mut replayed).await?;
             tx.commit().await?;
         } else {
             let agents_per_page = (PAGE_EVENTS / per_key).max(1);
             let mut after: Option<String> = None;
             loop {
-                let Some(mut tx) = begin_if_live(pool, trigger).await? else { return Ok(replayed.events) };
-                let page = agents_page(&mut tx, &filter, cursor, after.as_deref(), agents_per_page).await?;
+                // Read outside the transaction that locks the trigger: a transaction holding a
+                // row lock has an id, and while it runs no batch can pass it.
+                let mut conn = pool.acquire().await?;
+                let page = agents_page(&mut conn, &filter, cursor, after.as_deref(), agents_per_page).await?;
                 let Some(last) = page.last().cloned() else { break };
-                let events = history(&mut tx, trigger, &filter, &page, "chain_id, agent_id", cursor, per_key).await?;
+                let events = history(&mut conn, trigger, &filter, &page, "chain_id, agent_id", cursor, per_key).await?;
+                drop(conn);
+                let Some(mut tx) = begin_if_live(pool, trigger).await? else { return Ok(replayed.events) };
                 replay(&mut tx, trigger, aggregates, &events, max_window_entries, &mut replayed).await?;
                 tx.commit().await?;
                 if page.len() < agents_per_page as usize {

@@ -15,6 +15,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use shared::domain::TriggerId;
 use sqlx::PgPool;
@@ -35,13 +36,20 @@ enum Stage {
     Running(JoinHandle<Result<Option<Cursor>, ProcessError>>),
     /// Warmed, and caught up to this position: the processor takes it from here.
     Ready(Cursor),
-    /// The task failed; it starts again at the next refresh.
-    Failed,
+    /// The task failed; it starts again at the first refresh after this moment.
+    Failed(Instant),
 }
 
 struct Entry {
     trigger: Arc<LoadedTrigger>,
     stage: Stage,
+    /// Failures in a row, for the wait before the next start.
+    failures: u32,
+}
+
+/// The wait before a way in that failed `failures` times in a row starts again.
+fn backoff(failures: u32) -> Duration {
+    Duration::from_millis(250u64.saturating_mul(1 << failures.min(7))).min(Duration::from_secs(30))
 }
 
 /// The triggers warming, by id.
@@ -116,6 +124,10 @@ impl Warming {
             return Ok(());
         }
         self.cancel(trigger.id).await;
+        self.launch(trigger, cursor, 0).await
+    }
+
+    async fn launch(&mut self, trigger: Arc<LoadedTrigger>, cursor: Cursor, failures: u32) -> Result<(), ProcessError> {
         // Out of live processing from here, durably, before the cursor moves on.
         let Some(from) = catchup::begin(&self.pool, trigger.id, cursor).await? else { return Ok(()) };
         let way_in = way_in(
@@ -139,7 +151,7 @@ impl Warming {
                 None => return Ok(()),
             }
         };
-        self.entries.insert(trigger.id, Entry { trigger, stage });
+        self.entries.insert(trigger.id, Entry { trigger, stage, failures });
         Ok(())
     }
 
@@ -166,40 +178,54 @@ impl Warming {
             };
             let stage = match outcome {
                 None => None,
-                Some(Ok(Ok(Some(at)))) => Some(Stage::Ready(at)),
+                Some(Ok(Ok(Some(at)))) => Some(Some(Stage::Ready(at))),
                 Some(Ok(Ok(None))) => {
                     // Deleted meanwhile.
                     self.entries.remove(&id);
                     continue;
                 }
                 Some(Ok(Err(err))) => {
-                    tracing::warn!(trigger.id = %id, error = %shared::startup::error_chain(&err), "warming failed; starting again");
-                    Some(Stage::Failed)
+                    tracing::warn!(trigger.id = %id, error = %shared::startup::error_chain(&err), "warming failed; it starts again");
+                    Some(None)
                 }
                 Some(Err(join)) => {
-                    tracing::error!(trigger.id = %id, error = %join, "warming task ended abnormally; starting again");
-                    Some(Stage::Failed)
+                    tracing::error!(trigger.id = %id, error = %join, "warming task ended abnormally; it starts again");
+                    Some(None)
                 }
             };
             let Some(entry) = self.entries.get_mut(&id) else { continue };
-            if let Some(stage) = stage {
-                entry.stage = stage;
+            match stage {
+                Some(Some(stage)) => entry.stage = stage,
+                Some(None) => {
+                    metrics::counter!("processor_warming_failures_total").increment(1);
+                    entry.failures += 1;
+                    entry.stage = Stage::Failed(Instant::now() + backoff(entry.failures));
+                }
+                None => {}
             }
             match entry.stage {
                 Stage::Ready(at) => {
                     ready.push((entry.trigger.clone(), at));
                     self.entries.remove(&id);
                 }
-                Stage::Failed => retry.push(entry.trigger.clone()),
-                Stage::Running(_) => {}
+                Stage::Failed(due) if due <= Instant::now() => retry.push((entry.trigger.clone(), entry.failures)),
+                Stage::Failed(_) | Stage::Running(_) => {}
             }
         }
-        for trigger in retry {
+        for (trigger, failures) in retry {
             self.entries.remove(&trigger.id);
-            self.start(trigger, cursor).await?;
+            self.launch(trigger, cursor, failures).await?;
         }
         metrics::gauge!("processor_triggers_warming").set(self.entries.len() as f64);
         Ok(ready)
+    }
+}
+
+/// Gives committed jobs to the relay. A relay that went away only loses the fast path: the
+/// rows are in the outbox, where its sweep finds them.
+pub fn hand(relay: Option<&mpsc::UnboundedSender<Vec<Committed>>>, jobs: Vec<Committed>) {
+    if let Some(relay) = relay {
+        let _ = relay.send(jobs);
     }
 }
 
@@ -218,13 +244,18 @@ async fn way_in(
     // Few at a time: warming reads history, and must leave the batches their share.
     let _turn = turns.acquire_owned().await;
     // One way in per trigger at a time, whoever runs it (a processor that lost the lead may
-    // still be finishing one). The lock goes with the transaction, which writes nothing.
+    // still be finishing one): a trigger someone else holds is tried again later, without
+    // holding a turn meanwhile. The lock goes with the transaction, which writes nothing
+    // (and so has no transaction id that would hold the batches back).
     let mut exclusive = pool.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2::text))")
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1, hashtext($2::text))")
         .bind(catchup::LOCK_SPACE)
         .bind(trigger.id)
-        .execute(&mut *exclusive)
+        .fetch_one(&mut *exclusive)
         .await?;
+    if !locked {
+        return Err(ProcessError::WarmingElsewhere(trigger.id));
+    }
     let pending = warm::unwarmed(&pool, &trigger).await?;
     if !pending.is_empty() {
         let replayed = warm::warm(
@@ -247,12 +278,7 @@ async fn way_in(
             if target <= at {
                 break;
             }
-            let mut jobs = Vec::new();
-            let progress = catch_up.to(&pool, at, target, &mut jobs).await?;
-            if let Some(relay) = hand_off.as_ref().filter(|_| !jobs.is_empty()) {
-                // A relay that went away only loses the fast path: the rows are in the outbox.
-                let _ = relay.send(jobs);
-            }
+            let progress = catch_up.to(&pool, at, target, usize::MAX, |jobs| hand(hand_off.as_ref(), jobs)).await?;
             if !progress.live {
                 return Ok(None);
             }

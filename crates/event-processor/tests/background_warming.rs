@@ -203,16 +203,19 @@ async fn a_catch_up_cut_in_two_resumes_where_its_last_chunk_committed() {
 
     // Chunks of four events: the first part commits three chunks, then the task "crashes".
     let mut jobs = Vec::new();
-    let first = CatchUp::new(loaded.clone(), 4, 100).to(&bench.db.pool, start, middle, &mut jobs).await.unwrap();
-    assert_eq!((first.events, first.fires, first.live), (10, 10, true));
-    assert_eq!(jobs.len(), 10, "one job per firing");
+    let first = CatchUp::new(loaded.clone(), 4, 100)
+        .to(&bench.db.pool, start, middle, usize::MAX, |committed| jobs.push(committed.len()))
+        .await
+        .unwrap();
+    assert_eq!((first.events, first.fires, first.live, first.reached), (10, 10, true, middle));
+    assert_eq!(jobs, [4, 4, 2], "one job per firing, handed over chunk by chunk");
     // A stale catch-up from the old position can no longer commit.
-    let stale = CatchUp::new(loaded.clone(), 4, 100).to(&bench.db.pool, start, end, &mut Vec::new()).await;
+    let stale = CatchUp::new(loaded.clone(), 4, 100).to(&bench.db.pool, start, end, usize::MAX, drop).await;
     assert!(matches!(stale, Err(CursorError::Moved)), "{stale:?}");
     let position = catchup::position(&mut bench.db.pool.acquire().await.unwrap(), trigger).await.unwrap();
     assert_eq!(position, Some(middle));
 
-    let second = CatchUp::new(loaded, 4, 100).to(&bench.db.pool, middle, end, &mut Vec::new()).await.unwrap();
+    let second = CatchUp::new(loaded, 4, 100).to(&bench.db.pool, middle, end, usize::MAX, drop).await.unwrap();
     assert_eq!((second.events, second.fires), (5, 5));
     catchup::finish(&bench.db.pool, trigger, end).await.unwrap();
     assert_eq!(catching_up(&bench).await, 0);

@@ -1,0 +1,100 @@
+//! Fair shares of the deliveries in flight: at most a set number at once per target (the
+//! origin of a webhook URL or an MCP server), so that one slow host holds at most its own
+//! share of a process's deliveries, never the others'.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use shared::trigger::Action;
+
+/// Deliveries in flight per target, shared by the consumers of a process.
+#[derive(Clone)]
+pub struct Targets {
+    cap: usize,
+    busy: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl Targets {
+    pub fn new(cap: usize) -> Self {
+        Self { cap: cap.max(1), busy: Arc::default() }
+    }
+
+    /// A slot for one delivery of `action`, or `None` when its target already has its share
+    /// in flight. Actions without a target of their own (Telegram, paced by the Bot API's own
+    /// limits, or an action that does not parse and fails at once) always get one.
+    pub fn take(&self, action: Option<&Action>) -> Option<Slot> {
+        let Some(key) = action.and_then(target_of) else {
+            return Some(Slot { targets: self.clone(), key: None });
+        };
+        let mut busy = self.busy.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = busy.entry(key.clone()).or_insert(0);
+        if *count >= self.cap {
+            return None;
+        }
+        *count += 1;
+        Some(Slot { targets: self.clone(), key: Some(key) })
+    }
+
+    /// Deliveries in flight to `target` (an origin such as `http://127.0.0.1:8080`).
+    pub fn in_flight(&self, target: &str) -> usize {
+        self.busy.lock().unwrap_or_else(PoisonError::into_inner).get(target).copied().unwrap_or(0)
+    }
+}
+
+/// One delivery's place in its target's share; given back when dropped.
+pub struct Slot {
+    targets: Targets,
+    key: Option<String>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let Some(key) = &self.key else { return };
+        let mut busy = self.targets.busy.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = busy.get_mut(key) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                busy.remove(key);
+            }
+        }
+    }
+}
+
+/// The origin an action delivers to, `None` for Telegram.
+fn target_of(action: &Action) -> Option<String> {
+    let url = match action {
+        Action::Webhook(webhook) => &webhook.url,
+        Action::Mcp(mcp) => &mcp.server_url,
+        Action::Telegram(_) => return None,
+    };
+    // A URL that does not parse fails its own attempt; its text stands for the target.
+    Some(reqwest::Url::parse(url).map_or_else(|_| url.clone(), |u| u.origin().ascii_serialization()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn webhook(url: &str) -> Action {
+        serde_json::from_value(serde_json::json!({"type": "webhook", "url": url, "method": "POST", "timeout_ms": 1000}))
+            .expect("action")
+    }
+
+    #[test]
+    fn each_origin_has_its_own_share() {
+        let targets = Targets::new(2);
+        let slow = webhook("https://slow.example/a");
+        let first = targets.take(Some(&slow)).expect("one");
+        let _second = targets.take(Some(&webhook("https://slow.example/b?x=1"))).expect("two");
+        assert!(targets.take(Some(&slow)).is_none(), "the third waits");
+        assert!(targets.take(Some(&webhook("https://fast.example/a"))).is_some(), "another origin is not held up");
+        assert!(
+            targets.take(Some(&webhook("https://slow.example:8443/a"))).is_some(),
+            "another port is another origin"
+        );
+        drop(first);
+        let _third = targets.take(Some(&slow)).expect("a slot given back is taken again");
+        assert_eq!(targets.in_flight("https://slow.example"), 2);
+        assert_eq!(targets.in_flight("https://fast.example"), 0, "slots dropped are given back");
+    }
+}

@@ -1,0 +1,65 @@
+//! A slow target holds up only its own jobs: deliveries run concurrently, each target within
+//! its share, and the claims of deliveries still running are renewed so no other consumer
+//! sends them again.
+
+// Test code: a panic is how a failure is reported, in helpers as in tests.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::{Bench, Receiver};
+use serde_json::json;
+use testkit::fixtures::feedback;
+use testkit::wait;
+
+/// How long the slow target takes to answer each request.
+const SLOW: Duration = Duration::from_secs(20);
+
+fn ids(receiver: &Receiver) -> (usize, HashSet<String>) {
+    let requests = receiver.requests();
+    let ids = requests.iter().filter_map(|r| r.header("webhook-id").map(str::to_owned)).collect();
+    (requests.len(), ids)
+}
+
+#[tokio::test]
+async fn a_slow_target_holds_up_only_its_own_jobs_and_none_is_sent_twice() {
+    let bench = Bench::new().await;
+    let (slow, fast) = (Receiver::start_slow(SLOW).await, Receiver::start().await);
+    bench.trigger("slow", json!({"type": "webhook", "url": slow.url(), "timeout_ms": 30_000})).await;
+    bench.trigger("fast", json!({"type": "webhook", "url": fast.url()})).await;
+    // 500 feedbacks: 500 jobs for each target, interleaved in the stream.
+    let events: Vec<_> =
+        (0..500u32).map(|i| feedback(1 + u64::from(i / 100), i % 100, u64::from(i), 1, 0, "a")).collect();
+    bench.fire(&events).await;
+    let settings = action_workers::Settings {
+        concurrency: 32,
+        per_target: 8,
+        // Far shorter than a slow delivery: only renewed claims keep them from being taken over.
+        claim_idle: Duration::from_millis(1_000),
+        ..Bench::settings(true)
+    };
+    let workers = bench.start_workers(settings);
+
+    // Well before the slow target has answered even once.
+    wait::until("every job of the fast target", SLOW - Duration::from_secs(5), || async {
+        (fast.requests().len() >= 500).then_some(())
+    })
+    .await;
+    let (sent, unique) = ids(&fast);
+    assert_eq!((sent, unique.len()), (500, 500), "each fast job once");
+    let (sent, _) = ids(&slow);
+    assert!(sent <= 8, "the slow target has at most its share in flight: {sent}");
+
+    // Past the first answers and well past the claim idle time: the next share goes out, and
+    // no delivery still running was taken over and sent again.
+    wait::until("the slow target's second share", SLOW * 2, || async { (slow.requests().len() > 8).then_some(()) })
+        .await;
+    let (sent, unique) = ids(&slow);
+    assert_eq!(sent, unique.len(), "no slow job sent twice");
+    assert!(sent <= 16, "still within its share: {sent}");
+    assert_eq!(ids(&fast).0, 500, "no fast job sent again");
+    workers.abort();
+}
