@@ -3,10 +3,11 @@
 //! rendered arguments and the job id in `_meta`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderName, HeaderValue};
+use reqwest::redirect;
 use rmcp::ServiceExt;
 use rmcp::model::{CallToolRequestParams, ClientConfig, MetaObject, RequestMetaObject};
 use rmcp::service::{RoleClient, RunningService, ServiceError};
@@ -24,18 +25,48 @@ use crate::webhook::EXCERPT_BYTES;
 
 type Session = Arc<RunningService<RoleClient, ClientConfig>>;
 
-const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Redirects followed at most, all within the server's origin.
+const MAX_REDIRECTS: usize = 5;
+/// A session unused for this long is closed.
+const SESSION_IDLE: Duration = Duration::from_secs(300);
+
+/// One server's session (for one set of credentials), made on first use. Each has a lock of
+/// its own, held while the session is made, so a server slow to initialize holds up only
+/// the calls to itself.
+#[derive(Default)]
+struct Slot {
+    session: Option<Session>,
+    used: Option<Instant>,
+}
 
 #[derive(Clone)]
 pub struct McpClients {
     http: reqwest::Client,
     policy: AddressPolicy,
-    sessions: Arc<Mutex<HashMap<String, Session>>>,
+    sessions: Arc<std::sync::Mutex<HashMap<String, Arc<Mutex<Slot>>>>>,
 }
 
 impl McpClients {
     pub fn new(policy: AddressPolicy) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder().dns_resolver(policy.resolver()).no_proxy().build()?;
+        let http = reqwest::Client::builder()
+            .dns_resolver(policy.resolver())
+            .no_proxy()
+            .user_agent(concat!("erc8004-backend/", env!("CARGO_PKG_VERSION")))
+            // The transport talks to one endpoint: a redirect may move within its origin
+            // (whose address the resolver checks on every hop), never to another one, which
+            // would get the action's credentials.
+            .redirect(redirect::Policy::custom(|attempt| {
+                let same_origin =
+                    attempt.previous().first().is_some_and(|first| first.origin() == attempt.url().origin());
+                if attempt.previous().len() >= MAX_REDIRECTS {
+                    attempt.error("too many redirects")
+                } else if same_origin {
+                    attempt.follow()
+                } else {
+                    attempt.error("refused to connect: the MCP server redirected to another origin")
+                }
+            }))
+            .build()?;
         Ok(Self { http, policy, sessions: Arc::default() })
     }
 
@@ -56,7 +87,8 @@ impl McpClients {
             Err(error) => return Attempt::failed(Verdict::Permanent, error.to_string()),
         };
         let started = Instant::now();
-        let session = match self.session(&action.server_url, headers).await {
+        let timeout = Duration::from_millis(action.timeout_ms);
+        let session = match self.session(&action.server_url, headers, timeout).await {
             Ok(session) => session,
             Err(error) => {
                 let refused = error.contains("refused to connect");
@@ -74,7 +106,7 @@ impl McpClients {
         meta.insert("job_id".into(), json!(job.job_id));
         let mut params = CallToolRequestParams::new(action.tool.clone()).with_arguments(arguments);
         params.meta = Some(RequestMetaObject(MetaObject(meta)));
-        let called = tokio::time::timeout(CALL_TIMEOUT, session.call_tool(params)).await;
+        let called = tokio::time::timeout(timeout, session.call_tool(params)).await;
         let latency = started.elapsed();
         match called {
             Ok(Ok(result)) => {
@@ -112,18 +144,31 @@ impl McpClients {
             }
             Err(_) => {
                 self.forget(&action.server_url, headers).await;
-                Attempt::failed(Verdict::Retry { after: None }, format!("no answer within {CALL_TIMEOUT:?}"))
+                Attempt::failed(Verdict::Retry { after: None }, format!("no answer within {timeout:?}"))
             }
         }
     }
 
-    /// The open session with this server (and these headers), made on first use.
-    async fn session(&self, url: &str, headers: &BTreeMap<String, SecretString>) -> Result<Session, String> {
+    /// The open session with this server (and these headers), made on first use within
+    /// `timeout`. Sessions unused for [`SESSION_IDLE`] are closed on the way.
+    async fn session(
+        &self,
+        url: &str,
+        headers: &BTreeMap<String, SecretString>,
+        timeout: Duration,
+    ) -> Result<Session, String> {
         let key = session_key(url, headers);
-        let mut sessions = self.sessions.lock().await;
-        if let Some(session) = sessions.get(&key)
-            && !session.is_closed()
-        {
+        let slot = {
+            let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+            // A slot in use (locked) is never idle.
+            sessions.retain(|_, slot| {
+                slot.try_lock().map_or(true, |s| s.used.is_none_or(|at| at.elapsed() < SESSION_IDLE))
+            });
+            sessions.entry(key).or_default().clone()
+        };
+        let mut slot = slot.lock().await;
+        slot.used = Some(Instant::now());
+        if let Some(session) = slot.session.as_ref().filter(|s| !s.is_closed()) {
             return Ok(session.clone());
         }
         let custom: HashMap<HeaderName, HeaderValue> = headers
@@ -135,17 +180,33 @@ impl McpClients {
         let config = StreamableHttpClientTransportConfig::with_uri(url.to_owned()).custom_headers(custom);
         let transport = StreamableHttpClientTransport::with_client(self.http.clone(), config);
         let connecting = ClientConfig::default().serve(transport);
-        let session = match tokio::time::timeout(CALL_TIMEOUT, connecting).await {
+        let session = match tokio::time::timeout(timeout, connecting).await {
             Ok(Ok(session)) => Arc::new(session),
-            Ok(Err(error)) => return Err(format!("MCP initialize failed: {}", shared::startup::error_chain(&error))),
-            Err(_) => return Err(format!("MCP initialize did not answer within {CALL_TIMEOUT:?}")),
+            Ok(Err(error)) => {
+                let error = shared::startup::error_chain(&error);
+                // The transport does not pass the redirect policy's reason on; a redirect
+                // error can only be that policy's refusal.
+                if error.contains("error following redirect") {
+                    return Err(format!(
+                        "refused to connect: the MCP server redirected to another origin, or more than {MAX_REDIRECTS} times"
+                    ));
+                }
+                return Err(format!("MCP initialize failed: {error}"));
+            }
+            Err(_) => return Err(format!("MCP initialize did not answer within {timeout:?}")),
         };
-        sessions.insert(key, session.clone());
+        slot.session = Some(session.clone());
         Ok(session)
     }
 
     async fn forget(&self, url: &str, headers: &BTreeMap<String, SecretString>) {
-        self.sessions.lock().await.remove(&session_key(url, headers));
+        let slot = self.sessions.lock().unwrap_or_else(PoisonError::into_inner).remove(&session_key(url, headers));
+        drop(slot);
+    }
+
+    /// The number of sessions open or being made.
+    pub fn sessions(&self) -> usize {
+        self.sessions.lock().unwrap_or_else(PoisonError::into_inner).len()
     }
 }
 

@@ -2,7 +2,7 @@
 //! attempt, then acknowledge, reschedule or dead-letter. A retry is a scheduled message,
 //! never a sleep.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,7 @@ use shared::job::Job;
 use shared::redis::RedisHandle;
 use shared::trigger::{Action, ActionKind};
 use sqlx::PgPool;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::{JoinError, JoinSet};
 use tracing::Instrument;
 
@@ -75,7 +75,6 @@ struct Cleared {
     breaker: Status,
     probe: bool,
     slot: Slot,
-    permit: OwnedSemaphorePermit,
 }
 
 /// A delivery task's end: its message id and how it went.
@@ -133,7 +132,8 @@ impl Worker {
         let (mut done, cleared) = self.prepare(messages).await?;
         let mut flights = JoinSet::new();
         for cleared in cleared {
-            flights.spawn(self.clone().fly(cleared));
+            let Ok(permit) = self.in_flight.clone().acquire_owned().await else { break };
+            flights.spawn(self.clone().fly(cleared, permit));
         }
         while let Some(landed) = flights.join_next().await {
             done.land(landed);
@@ -213,11 +213,6 @@ impl Worker {
                 done.hold(message_id, payload, TARGET_BUSY);
                 continue;
             };
-            let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
-                // Another consumer of the process took the room meanwhile.
-                done.hold(message_id, payload, TARGET_BUSY);
-                continue;
-            };
             cleared.push(Cleared {
                 message_id,
                 payload,
@@ -228,7 +223,6 @@ impl Worker {
                 breaker,
                 probe,
                 slot,
-                permit,
             });
         }
         Ok((done, cleared))
@@ -236,8 +230,8 @@ impl Worker {
 
     /// Delivers one cleared job, updates its action's breaker, and decides what comes next.
     /// Returns the message id with the outcome, to record.
-    async fn fly(self, cleared: Cleared) -> Flight {
-        let Cleared { message_id, payload, job, action, number, secrets, breaker, probe, slot, permit } = cleared;
+    async fn fly(self, cleared: Cleared, permit: OwnedSemaphorePermit) -> Flight {
+        let Cleared { message_id, payload, job, action, number, secrets, breaker, probe, slot } = cleared;
         let span = tracing::info_span!("job", job.id = %job.job_id, trigger.id = %job.trigger.id, action.kind = job.kind().as_str());
         let landed = async {
             let attempt = match self.attempt(&job, action, &secrets).await? {
@@ -342,79 +336,91 @@ impl Worker {
         base.mul_f64(rand::thread_rng().gen_range(0.8..=1.2))
     }
 
-    /// One consumer: reads messages while there is room among the deliveries in flight,
-    /// delivers each on a task of its own, and records and acknowledges them as they land,
-    /// so a slow delivery holds up only itself. While a delivery runs its message's claim is
-    /// renewed, so no other consumer takes over a message whose delivery is alive; messages
-    /// of consumers that died are taken over here. Runs until the task is dropped.
+    /// One consumer: reads messages in batches, delivers each on a task of its own as room
+    /// frees up among the process's deliveries in flight, and hands the outcomes to a
+    /// recorder of its own, which records and acknowledges whatever has landed in one
+    /// transaction while the next deliveries run. A slow delivery so holds up only itself.
+    /// The claims of the messages it holds (waiting or in flight) are renewed, so no other
+    /// consumer takes over a message whose delivery is alive; messages of consumers that
+    /// died are taken over here. Runs until the task is dropped.
     pub async fn consume(self, index: usize) {
         let queue = self.queue(index);
         let mut pause = Duration::from_millis(100);
         loop {
-            let result = async {
-                queue.ensure_group().await?;
-                let mut reader = queue.reader().await?;
-                let mut flights: JoinSet<Flight> = JoinSet::new();
-                // The message of each delivery in flight, by task.
-                let mut messages: HashMap<tokio::task::Id, String> = HashMap::new();
-                let renew_every = self.settings.claim_idle / 3;
-                let mut renewed = Instant::now();
-                let mut reclaimed = Instant::now();
-                loop {
-                    let room = self.in_flight.available_permits().min(BATCH);
-                    let mut read = Vec::new();
-                    if room > 0 {
-                        if reclaimed.elapsed() >= self.settings.claim_idle / 2 {
-                            reclaimed = Instant::now();
-                            read = queue.reclaim(self.settings.claim_idle, room).await?;
-                        }
-                        if read.is_empty() {
-                            let wait = if flights.is_empty() { Duration::from_millis(1_000) } else { IN_FLIGHT_POLL };
-                            read = queue.read(&mut reader, room, wait).await?;
-                        }
-                    } else if flights.is_empty() {
-                        // No room, all of it taken by the process's other consumers.
-                        tokio::time::sleep(IN_FLIGHT_POLL).await;
-                    } else if let Ok(Some(landed)) =
-                        tokio::time::timeout(renew_every, flights.join_next_with_id()).await
-                    {
-                        // No room: wait for a delivery to land (but not past a renewal).
-                        let mut done = Done::default();
-                        done.land_with_id(landed, &mut messages);
-                        finish(self.pool.clone(), queue.clone(), done).await?;
-                    }
-                    let mut done = Done::default();
-                    if !read.is_empty() {
-                        let (prepared, cleared) = self.prepare(read).await?;
-                        done = prepared;
-                        for cleared in cleared {
-                            let message_id = cleared.message_id.clone();
-                            let task = flights.spawn(self.clone().fly(cleared));
-                            messages.insert(task.id(), message_id);
-                        }
-                    }
-                    while let Some(landed) = flights.try_join_next_with_id() {
-                        done.land_with_id(landed, &mut messages);
-                    }
-                    if !done.is_empty() {
-                        finish(self.pool.clone(), queue.clone(), done).await?;
-                    }
-                    if renewed.elapsed() >= renew_every {
-                        renewed = Instant::now();
-                        let alive: Vec<String> = messages.values().cloned().collect();
-                        queue.renew(&alive).await?;
-                    }
-                }
-                #[allow(unreachable_code)]
-                Ok::<(), WorkerError>(())
-            }
-            .await;
+            let (outcomes, landed) = mpsc::unbounded_channel();
+            let recorder = AbortOnDrop(tokio::spawn(record_loop(self.pool.clone(), queue.clone(), landed)));
+            let result = self.consume_until_error(&queue, &outcomes).await;
+            drop(outcomes);
+            // What landed before the error is still recorded.
+            let _ = tokio::time::timeout(Duration::from_secs(5), recorder.join()).await;
             if let Err(err) = result {
-                // Deliveries in flight are dropped with their unrecorded outcomes: their
-                // messages come back, and targets deduplicate by the webhook id.
+                // Deliveries in flight are dropped with their outcomes: their messages come
+                // back, and targets deduplicate by the webhook id.
                 tracing::warn!(error = %err, consumer = index, "worker paused; retrying");
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+
+    async fn consume_until_error(
+        &self,
+        queue: &Queue,
+        outcomes: &mpsc::UnboundedSender<Done>,
+    ) -> Result<(), WorkerError> {
+        queue.ensure_group().await?;
+        let mut reader = queue.reader().await?;
+        let mut flights: JoinSet<Flight> = JoinSet::new();
+        // The message of each delivery in flight, by task.
+        let mut flying: HashMap<tokio::task::Id, String> = HashMap::new();
+        // Cleared jobs waiting for room.
+        let mut waiting: VecDeque<Cleared> = VecDeque::new();
+        let renew_every = self.settings.claim_idle / 3;
+        let mut renewed = Instant::now();
+        let mut reclaimed = Instant::now();
+        loop {
+            // Room first to those waiting, in the order they came.
+            while !waiting.is_empty() {
+                let Ok(permit) = self.in_flight.clone().try_acquire_owned() else { break };
+                let Some(cleared) = waiting.pop_front() else { break };
+                let message_id = cleared.message_id.clone();
+                let task = flights.spawn(self.clone().fly(cleared, permit));
+                flying.insert(task.id(), message_id);
+            }
+            if waiting.is_empty() {
+                let mut read = Vec::new();
+                if reclaimed.elapsed() >= self.settings.claim_idle / 2 {
+                    reclaimed = Instant::now();
+                    read = queue.reclaim(self.settings.claim_idle, BATCH).await?;
+                }
+                if read.is_empty() {
+                    let wait = if flights.is_empty() { Duration::from_millis(1_000) } else { IN_FLIGHT_POLL };
+                    read = queue.read(&mut reader, BATCH, wait).await?;
+                }
+                if !read.is_empty() {
+                    let (done, cleared) = self.prepare(read).await?;
+                    send(outcomes, done);
+                    waiting.extend(cleared);
+                    continue;
+                }
+            } else if flights.is_empty() {
+                // Every place is taken by the process's other consumers.
+                tokio::time::sleep(IN_FLIGHT_POLL).await;
+            } else if let Ok(Some(landed)) = tokio::time::timeout(IN_FLIGHT_POLL, flights.join_next_with_id()).await {
+                let mut done = Done::default();
+                done.land_with_id(landed, &mut flying);
+                send(outcomes, done);
+            }
+            let mut done = Done::default();
+            while let Some(landed) = flights.try_join_next_with_id() {
+                done.land_with_id(landed, &mut flying);
+            }
+            send(outcomes, done);
+            if renewed.elapsed() >= renew_every {
+                renewed = Instant::now();
+                let held: Vec<String> =
+                    flying.values().cloned().chain(waiting.iter().map(|c| c.message_id.clone())).collect();
+                queue.renew(&held).await?;
             }
         }
     }
@@ -452,6 +458,12 @@ impl Done {
         self.attempts.is_empty() && self.later.is_empty() && self.acks.is_empty()
     }
 
+    fn merge(&mut self, other: Done) {
+        self.attempts.extend(other.attempts);
+        self.later.extend(other.later);
+        self.acks.extend(other.acks);
+    }
+
     /// Brings a job back after `wait` without spending an attempt.
     fn hold(&mut self, message_id: String, payload: String, wait: Duration) {
         self.later.push((payload, due_in(wait)));
@@ -486,6 +498,45 @@ impl Done {
         };
         messages.remove(&id);
         self.land(landed.map(|(_, outcome)| outcome));
+    }
+}
+
+/// Hands outcomes to the recorder; an empty one is not worth the trip.
+fn send(outcomes: &mpsc::UnboundedSender<Done>, done: Done) {
+    if !done.is_empty() {
+        // A recorder that went away lost its outcomes: their messages come back.
+        let _ = outcomes.send(done);
+    }
+}
+
+/// Records outcomes as they land: everything that arrived while the previous transaction
+/// ran goes into the next one. Ends when the consumer drops its sender. An outcome that
+/// cannot be recorded (the database away) is left unacknowledged, and its message comes
+/// back to be delivered again.
+async fn record_loop(pool: PgPool, queue: Queue, mut landed: mpsc::UnboundedReceiver<Done>) {
+    while let Some(mut done) = landed.recv().await {
+        while let Ok(more) = landed.try_recv() {
+            done.merge(more);
+        }
+        if let Err(err) = finish(pool.clone(), queue.clone(), done).await {
+            tracing::warn!(error = %err, "outcomes could not be recorded; their messages come back");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl AbortOnDrop {
+    /// Waits for the task to end by itself.
+    async fn join(mut self) {
+        let _ = (&mut self.0).await;
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

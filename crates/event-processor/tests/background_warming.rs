@@ -152,7 +152,78 @@ async fn a_processor_stopped_while_a_trigger_warms_leaves_the_next_one_to_finish
     let fresh_ids = event_ids_from_block(&bench, 200).await;
     assert_eq!(fired_by(&bench).await, BTreeMap::from([(other, fresh_ids.clone()), (warming, fresh_ids)]));
     let states = bench.states().await;
+    assert_eq!(states.len(), 5);
     assert!(states.values().all(|s| s == &json!({"t": "ema", "value": "31.25", "samples": 4})), "{states:?}");
+}
+
+#[tokio::test]
+async fn events_committed_after_its_task_ends_are_replayed_before_the_trigger_goes_live() {
+    let bench = Bench::new().await;
+    bench.insert(&history()).await;
+    let mut processor = Processor::new(bench.db.pool.clone(), background());
+    processor.refresh_triggers().await.unwrap();
+    bench.settle(&mut processor).await;
+
+    let (warming, other) = two_triggers(&bench).await;
+    processor.refresh_triggers().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), processor.warming_finished().notified()).await.unwrap();
+    // The task is done, but the trigger is not filed yet: these pass it by.
+    bench.insert(&fresh(200)).await;
+    bench.settle(&mut processor).await;
+    assert_eq!(processor.warming(), 1);
+
+    // Filing it replays them first.
+    processor.refresh_triggers().await.unwrap();
+    assert_eq!(processor.warming(), 0);
+    let fresh_ids = event_ids_from_block(&bench, 200).await;
+    assert_eq!(fired_by(&bench).await, BTreeMap::from([(other, fresh_ids.clone()), (warming, fresh_ids)]));
+    let states = bench.states().await;
+    assert_eq!(states.len(), 5);
+    assert!(states.values().all(|s| s == &json!({"t": "ema", "value": "31.25", "samples": 4})), "{states:?}");
+}
+
+#[tokio::test]
+async fn events_streaming_while_a_trigger_catches_up_each_feed_it_once() {
+    let bench = Bench::new().await;
+    bench.insert(&history()).await;
+    // Small batches: the catch-up takes several chunks and passes while the batches go on.
+    let settings = Settings { batch_size: 2, ..background() };
+    let mut processor = Processor::new(bench.db.pool.clone(), settings);
+    processor.refresh_triggers().await.unwrap();
+    bench.settle(&mut processor).await;
+
+    let (warming, _) = two_triggers(&bench).await;
+    let held = hold(&bench, warming).await;
+    processor.refresh_triggers().await.unwrap();
+    for block in 200..203 {
+        bench.insert(&fresh(block)).await;
+        bench.settle(&mut processor).await;
+    }
+    held.close().await.unwrap();
+    let mut block = 203;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while processor.warming() > 0 {
+        bench.insert(&fresh(block)).await;
+        block += 1;
+        bench.settle(&mut processor).await;
+        processor.refresh_triggers().await.unwrap();
+        assert!(tokio::time::Instant::now() < deadline, "the trigger never caught up");
+    }
+    // And a few more once it is live.
+    for extra in 0..2 {
+        bench.insert(&fresh(block + extra)).await;
+    }
+    bench.settle(&mut processor).await;
+
+    let fresh_ids = event_ids_from_block(&bench, 200).await;
+    assert_eq!(fired_by(&bench).await.get(&warming), Some(&fresh_ids), "every fresh feedback fired it");
+    // Each agent's EMA saw its three historical feedbacks and each fresh one exactly once.
+    let per_agent = 3 + fresh_ids.len() / 5;
+    let states = bench.states().await;
+    assert_eq!(states.len(), 5);
+    for state in states.values() {
+        assert_eq!(state["samples"], json!(per_agent), "{state}");
+    }
 }
 
 #[tokio::test]

@@ -142,6 +142,8 @@ pub struct ActionInput {
     pub method: Option<String>,
     pub headers: Option<BTreeMap<String, String>>,
     pub body_template: Option<String>,
+    /// Webhooks: the request's timeout (default 10,000); MCP: the handshake's and the
+    /// call's, each (default 30,000). 100 to 60,000 ms.
     pub timeout_ms: Option<u64>,
     pub server_url: Option<String>,
     pub tool: Option<String>,

@@ -19,6 +19,7 @@ const MAX_URL_BYTES: usize = 2_048;
 const MIN_TIMEOUT_MS: u64 = 100;
 const MAX_TIMEOUT_MS: u64 = 60_000;
 const DEFAULT_TIMEOUT_MS: u64 = 10_000;
+const DEFAULT_MCP_TIMEOUT_MS: u64 = 30_000;
 /// Most headers on one action.
 const MAX_HEADERS: usize = 32;
 
@@ -108,6 +109,13 @@ pub struct McpAction {
     /// Write-only (e.g. Authorization).
     #[serde(skip)]
     pub headers: BTreeMap<String, SecretString>,
+    /// Bounds the initialize handshake and the tool call, each.
+    #[serde(default = "default_mcp_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_mcp_timeout_ms() -> u64 {
+    DEFAULT_MCP_TIMEOUT_MS
 }
 
 /// One action of a trigger. Deserializing reads the public config back (secrets empty).
@@ -212,7 +220,12 @@ fn parse_action(value: &Value, path: &Path, errors: &mut Errors) -> Option<Actio
             webhook(object, path, errors).map(Action::Webhook)
         }
         ActionKind::Mcp => {
-            reject_unknown_keys(object, &["type", "server_url", "tool", "arguments", "headers"], path, errors);
+            reject_unknown_keys(
+                object,
+                &["type", "server_url", "tool", "arguments", "headers", "timeout_ms"],
+                path,
+                errors,
+            );
             mcp(object, path, errors).map(Action::Mcp)
         }
     };
@@ -305,18 +318,23 @@ fn webhook(object: &Map<String, Value>, path: &Path, errors: &mut Errors) -> Opt
     };
     let headers = headers(object.get("headers"), &path.key("headers"), errors);
     let body_template = optional_template(object.get("body_template"), &path.key("body_template"), errors);
-    let timeout_ms = match object.get("timeout_ms") {
-        None | Some(Value::Null) => DEFAULT_TIMEOUT_MS,
+    let timeout_ms = timeout_ms(object, path, errors, DEFAULT_TIMEOUT_MS);
+    Some(WebhookAction { url: url?, method, headers, body_template, timeout_ms })
+}
+
+/// The action's `timeout_ms`, `default` when absent.
+fn timeout_ms(object: &Map<String, Value>, path: &Path, errors: &mut Errors, default: u64) -> u64 {
+    match object.get("timeout_ms") {
+        None | Some(Value::Null) => default,
         Some(v) => match parse_uint(v, MAX_TIMEOUT_MS, &path.key("timeout_ms"), errors) {
             Some(ms) if ms >= MIN_TIMEOUT_MS => ms,
             Some(_) => {
                 errors.add(&path.key("timeout_ms"), format!("must be at least {MIN_TIMEOUT_MS}"));
-                DEFAULT_TIMEOUT_MS
+                default
             }
-            None => DEFAULT_TIMEOUT_MS,
+            None => default,
         },
-    };
-    Some(WebhookAction { url: url?, method, headers, body_template, timeout_ms })
+    }
 }
 
 fn mcp(object: &Map<String, Value>, path: &Path, errors: &mut Errors) -> Option<McpAction> {
@@ -363,7 +381,8 @@ fn mcp(object: &Map<String, Value>, path: &Path, errors: &mut Errors) -> Option<
         .into_iter()
         .map(|(k, v)| (k, SecretString::from(v)))
         .collect();
-    Some(McpAction { server_url: server_url?, tool: tool?, arguments, headers })
+    let timeout_ms = timeout_ms(object, path, errors, DEFAULT_MCP_TIMEOUT_MS);
+    Some(McpAction { server_url: server_url?, tool: tool?, arguments, headers, timeout_ms })
 }
 
 fn check_argument_templates(value: &Value, path: &Path, errors: &mut Errors) {

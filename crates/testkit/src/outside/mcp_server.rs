@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ServerCapabilities, ServerConfig,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, InitializeRequestParams, InitializeResult,
+    ServerCapabilities, ServerConfig,
 };
 use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -27,11 +28,23 @@ pub struct Call {
 #[derive(Clone, Default)]
 pub struct AgentServer {
     pub calls: Arc<Mutex<Vec<Call>>>,
+    /// How long the server takes to answer `initialize`.
+    pub initialize_delay: std::time::Duration,
 }
 
 impl ServerHandler for AgentServer {
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+    }
+
+    async fn initialize(
+        &self,
+        request: InitializeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<InitializeResult, ErrorData> {
+        tokio::time::sleep(self.initialize_delay).await;
+        context.peer.set_peer_info(request.clone());
+        self.negotiate_initialize(&request)
     }
 
     async fn call_tool(
@@ -62,7 +75,15 @@ impl ServerHandler for AgentServer {
 
 /// Starts the server on a free port: the server (to read its calls) and its URL.
 pub async fn start_server() -> (AgentServer, String) {
-    let server = AgentServer::default();
+    start(AgentServer::default()).await
+}
+
+/// A server that takes `delay` to answer `initialize`.
+pub async fn start_slow_server(delay: std::time::Duration) -> (AgentServer, String) {
+    start(AgentServer { initialize_delay: delay, ..AgentServer::default() }).await
+}
+
+async fn start(server: AgentServer) -> (AgentServer, String) {
     let handler = server.clone();
     let service = StreamableHttpService::new(
         move || Ok(handler.clone()),

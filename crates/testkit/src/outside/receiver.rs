@@ -32,6 +32,8 @@ pub struct Receiver {
     /// The answer once the script is used up.
     default_status: Arc<Mutex<u16>>,
     delay: Duration,
+    /// Answers every request with a redirect here, when set.
+    location: Arc<Mutex<Option<String>>>,
 }
 
 async fn receive(req: HttpRequest, body: web::Bytes, receiver: web::Data<Receiver>) -> HttpResponse {
@@ -44,6 +46,9 @@ async fn receive(req: HttpRequest, body: web::Bytes, receiver: web::Data<Receive
     });
     if !receiver.delay.is_zero() {
         tokio::time::sleep(receiver.delay).await;
+    }
+    if let Some(location) = receiver.location.lock().expect("receiver").clone() {
+        return HttpResponse::TemporaryRedirect().insert_header(("location", location)).finish();
     }
     let fallback = *receiver.default_status.lock().expect("receiver");
     let status = receiver.script.lock().expect("receiver").pop_front().unwrap_or(fallback);
@@ -66,6 +71,7 @@ impl Receiver {
             script: Arc::default(),
             default_status: Arc::new(Mutex::new(200)),
             delay,
+            location: Arc::default(),
         };
         let data = web::Data::new(receiver.clone());
         let server = HttpServer::new(move || App::new().app_data(data.clone()).default_service(web::to(receive)))
@@ -79,6 +85,11 @@ impl Receiver {
 
     pub fn answer(&self, statuses: &[u16]) {
         self.script.lock().expect("receiver").extend(statuses);
+    }
+
+    /// Answers every request with `307 Location: location` from now on.
+    pub fn redirect_to(&self, location: &str) {
+        *self.location.lock().expect("receiver") = Some(location.to_owned());
     }
 
     /// Answers `status` to everything not scripted, from now on.
