@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use shared::domain::StoredEvent;
 use sqlx::PgPool;
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::catchup::{self, CatchUp};
@@ -14,6 +13,7 @@ use crate::cursor::{self, Cursor, CursorError};
 use crate::evaluate::{Decisions, Plan, evaluate, plan};
 use crate::matcher::TriggerIndex;
 use crate::outbox::{self, Committed, OutboxRow};
+use crate::relay::HandOff;
 use crate::state::{CooldownCache, CooldownRows, StateCache, StateRows};
 use crate::triggers::{LoadedTrigger, Refresh, TriggerSet};
 use crate::warming::Warming;
@@ -162,7 +162,7 @@ pub struct Processor {
     warming: Warming,
     cursor: Option<Cursor>,
     /// Receives the jobs of every committed batch (the relay's fast path).
-    hand_off: Option<mpsc::UnboundedSender<Vec<Committed>>>,
+    hand_off: Option<HandOff>,
     lag_measured: Option<std::time::Instant>,
 }
 
@@ -184,7 +184,7 @@ impl Processor {
 
     /// Sends the jobs of every committed batch to `relay`, which pushes them without reading
     /// them back. (Rows it never gets, say after a crash, are found in the outbox.)
-    pub fn hand_off_to(mut self, relay: mpsc::UnboundedSender<Vec<Committed>>) -> Self {
+    pub fn hand_off_to(mut self, relay: HandOff) -> Self {
         self.warming.hand_off_to(relay.clone());
         self.hand_off = Some(relay);
         self
@@ -324,7 +324,7 @@ impl Processor {
                 CatchUp::new(trigger.clone(), self.settings.batch_size, self.settings.max_window_entries);
             let hand_off = self.hand_off.as_ref();
             let progress =
-                catch_up.to(&self.pool, at, cursor, FINAL_CHUNKS, |jobs| crate::warming::hand(hand_off, jobs)).await?;
+                catch_up.to(&self.pool, at, cursor, FINAL_CHUNKS, |jobs| crate::relay::hand(hand_off, jobs)).await?;
             if !progress.live {
                 continue;
             }
@@ -500,12 +500,7 @@ impl Processor {
     /// A batch is committed: move the cursor, hand its jobs to the relay, count it.
     fn committed(&mut self, to: Cursor, committed: Vec<Committed>, report: &BatchReport) {
         self.cursor = Some(to);
-        if !committed.is_empty()
-            && let Some(relay) = &self.hand_off
-        {
-            // A relay that went away only loses the fast path.
-            let _ = relay.send(committed);
-        }
+        crate::relay::hand(self.hand_off.as_ref(), committed);
         metrics::counter!("processor_events_total").increment(report.events as u64);
         metrics::counter!("processor_fires_total").increment(report.fires);
         metrics::counter!("processor_suppressed_fires_total").increment(report.suppressed);

@@ -12,9 +12,30 @@ use shared::trigger::ActionKind;
 use sqlx::PgPool;
 use std::time::Duration;
 
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::outbox::Committed;
+
+/// Committed jobs on their way from the processor to the relay's fast path.
+pub type HandOff = mpsc::Sender<Vec<Committed>>;
+
+/// Batches of jobs the hand-off holds at most: beyond it (Redis away, the relay behind),
+/// jobs are left to the sweep, which finds them in the outbox.
+pub const HAND_OFF_BATCHES: usize = 64;
+
+/// Gives committed jobs to the relay's fast path, if there is room: jobs it does not take
+/// are in the outbox, where the sweep finds them.
+pub fn hand(relay: Option<&HandOff>, jobs: Vec<Committed>) {
+    let Some(relay) = relay else { return };
+    if jobs.is_empty() {
+        return;
+    }
+    let count = jobs.len() as u64;
+    if relay.try_send(jobs).is_err() {
+        metrics::counter!("relay_hand_off_skipped_total").increment(count);
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
@@ -72,16 +93,29 @@ impl Relay {
         Ok(pushed)
     }
 
-    /// The fast path: pushes jobs just committed by the processor, without reading them
-    /// back, then marks their rows dispatched.
+    /// The fast path: pushes jobs just committed by the processor, without reading their
+    /// payloads back, then marks their rows dispatched. Only rows still pending are pushed:
+    /// a sweep that ran while these jobs waited may have pushed them already.
     pub async fn push_committed(&self, jobs: &[Committed]) -> Result<usize, RelayError> {
+        if jobs.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<Uuid> = jobs.iter().map(|j| j.job_id).collect();
+        let pending: std::collections::HashSet<Uuid> =
+            sqlx::query_scalar("SELECT job_id FROM action_outbox WHERE job_id = ANY($1) AND status = 'pending'")
+                .bind(&ids)
+                .fetch_all(&self.pool)
+                .await?
+                .into_iter()
+                .collect();
+        let jobs: Vec<&Committed> = jobs.iter().filter(|j| pending.contains(&j.job_id)).collect();
         if jobs.is_empty() {
             return Ok(0);
         }
         let mut conn = self.redis.connection().await?;
         let run_id = run_id(&mut conn).await?;
         let mut pipe = redis::pipe();
-        for job in jobs {
+        for job in &jobs {
             pipe.cmd("XADD")
                 .arg(stream_key(self.redis.config(), job.kind))
                 .arg("*")

@@ -14,7 +14,7 @@ use shared::startup::error_chain;
 use crate::config::Settings;
 use crate::outbox::Committed;
 use crate::processor::Processor;
-use crate::relay::Relay;
+use crate::relay::{HAND_OFF_BATCHES, Relay};
 
 /// The advisory lock that makes one processor the active one; others wait as standbys.
 const LEADER_LOCK: i64 = 8_004_003;
@@ -53,12 +53,9 @@ impl Backoff {
 
 /// Runs until the future is dropped.
 pub async fn run(pool: PgPool, redis: RedisHandle, settings: Settings) {
-    let (hand_off, committed) = mpsc::unbounded_channel();
-    let _relay =
-        AbortOnDrop(tokio::spawn(relay_loop(Relay::new(pool.clone(), redis, settings.relay_batch_size), committed)));
     let mut backoff = Backoff::new();
     loop {
-        match lead(&pool, &settings, &hand_off).await {
+        match lead(&pool, &redis, &settings).await {
             Ok(()) => backoff.reset(),
             Err(err) => {
                 tracing::warn!(error = %error_chain(&*err), "processor paused; retrying");
@@ -71,8 +68,8 @@ pub async fn run(pool: PgPool, redis: RedisHandle, settings: Settings) {
 /// Becomes the leader, then processes until something fails.
 async fn lead(
     pool: &PgPool,
+    redis: &RedisHandle,
     settings: &Settings,
-    hand_off: &mpsc::UnboundedSender<Vec<Committed>>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let mut lock_conn = PgConnection::connect_with(&pool.connect_options()).await?;
     loop {
@@ -84,12 +81,16 @@ async fn lead(
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     tracing::info!("processor is the leader");
-    // Pruning runs only while this processor leads: losing the lead drops it.
+    // Relaying and pruning run only while this processor leads: losing the lead drops them,
+    // so two relays never push the same rows.
     let _retention = AbortOnDrop(tokio::spawn(crate::retention::run(pool.clone(), settings.retention.clone())));
+    let (hand_off, committed) = mpsc::channel(HAND_OFF_BATCHES);
+    let relay = Relay::new(pool.clone(), redis.clone(), settings.relay_batch_size);
+    let _relay = AbortOnDrop(tokio::spawn(relay_loop(relay, committed)));
     let mut listener = PgListener::connect_with(pool).await?;
     listener.listen_all(["new_event", "trigger_changed"]).await?;
 
-    let mut processor = Processor::new(pool.clone(), settings.clone()).hand_off_to(hand_off.clone());
+    let mut processor = Processor::new(pool.clone(), settings.clone()).hand_off_to(hand_off);
     processor.refresh_triggers().await?;
     let warmed = processor.warming_finished();
     let mut last_refresh = Instant::now();
@@ -124,7 +125,7 @@ async fn lead(
 
 /// Pushes what the processor hands over as soon as it arrives; every second, sweeps the
 /// outbox for rows the fast path never got (a crash, a Redis restart).
-async fn relay_loop(relay: Relay, mut committed: mpsc::UnboundedReceiver<Vec<Committed>>) {
+async fn relay_loop(relay: Relay, mut committed: mpsc::Receiver<Vec<Committed>>) {
     let mut backoff = Backoff::new();
     let mut next_sweep = Instant::now();
     loop {
@@ -149,7 +150,9 @@ async fn relay_loop(relay: Relay, mut committed: mpsc::UnboundedReceiver<Vec<Com
             }
             Err(err) => {
                 tracing::warn!(error = %error_chain(&err), "relay paused; retrying");
-                // Whatever was handed over is in the outbox: the sweep will find it.
+                // Whatever was handed over is in the outbox: the sweep will find it, so
+                // nothing waits here for Redis to come back.
+                while committed.try_recv().is_ok() {}
                 next_sweep = Instant::now();
                 backoff.wait().await;
             }

@@ -19,14 +19,14 @@ use std::time::{Duration, Instant};
 
 use shared::domain::TriggerId;
 use sqlx::PgPool;
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::catchup::{self, CatchUp};
 use crate::config::Settings;
 use crate::cursor::{self, Cursor};
-use crate::outbox::Committed;
 use crate::processor::ProcessError;
+use crate::relay::{self, HandOff};
 use crate::triggers::LoadedTrigger;
 use crate::warm;
 
@@ -59,7 +59,7 @@ pub struct Warming {
     entries: HashMap<TriggerId, Entry>,
     /// Rung when a task ends, so the processor takes its trigger without waiting for a poll.
     finished: Arc<Notify>,
-    hand_off: Option<mpsc::UnboundedSender<Vec<Committed>>>,
+    hand_off: Option<HandOff>,
     /// Permits for the ways in that run at once.
     turns: Arc<Semaphore>,
 }
@@ -89,7 +89,7 @@ impl Warming {
         }
     }
 
-    pub fn hand_off_to(&mut self, relay: mpsc::UnboundedSender<Vec<Committed>>) {
+    pub fn hand_off_to(&mut self, relay: HandOff) {
         self.hand_off = Some(relay);
     }
 
@@ -221,14 +221,6 @@ impl Warming {
     }
 }
 
-/// Gives committed jobs to the relay. A relay that went away only loses the fast path: the
-/// rows are in the outbox, where its sweep finds them.
-pub fn hand(relay: Option<&mpsc::UnboundedSender<Vec<Committed>>>, jobs: Vec<Committed>) {
-    if let Some(relay) = relay {
-        let _ = relay.send(jobs);
-    }
-}
-
 /// Warms the aggregates of `trigger` that were never warmed, up to its catch-up position
 /// `from`, then (in the background) catches it up with the processor's committed cursor until it is
 /// less than a batch behind. Returns the position reached, `None` when the trigger was
@@ -238,7 +230,7 @@ async fn way_in(
     trigger: Arc<LoadedTrigger>,
     from: Cursor,
     settings: Settings,
-    hand_off: Option<mpsc::UnboundedSender<Vec<Committed>>>,
+    hand_off: Option<HandOff>,
     turns: Arc<Semaphore>,
 ) -> Result<Option<Cursor>, ProcessError> {
     // Few at a time: warming reads history, and must leave the batches their share.
@@ -278,7 +270,8 @@ async fn way_in(
             if target <= at {
                 break;
             }
-            let progress = catch_up.to(&pool, at, target, usize::MAX, |jobs| hand(hand_off.as_ref(), jobs)).await?;
+            let progress =
+                catch_up.to(&pool, at, target, usize::MAX, |jobs| relay::hand(hand_off.as_ref(), jobs)).await?;
             if !progress.live {
                 return Ok(None);
             }

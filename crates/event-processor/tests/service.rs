@@ -140,6 +140,44 @@ async fn redis_restarting_empty_loses_no_job() {
 }
 
 #[tokio::test]
+async fn jobs_committed_while_redis_is_away_are_pushed_once_each_when_it_returns() {
+    let bench = Bench::new().await;
+    let mut server = RedisServer::start().await;
+    let redis = RedisConfig::for_url(&server.url(), "t:");
+    let service = spawn_service(bench.db.pool.clone(), &redis);
+    bench.trigger(webhook("all", json!({}), json!({"field": "value", "op": "gte", "value": 0})), long_ago()).await;
+    bench.insert(&[feedback(1, 0, 1, 1, 0, "a")]).await;
+    wait::until("the first job in Redis", DEADLINE, || async { (stream_ids(&redis).await.len() == 1).then_some(()) })
+        .await;
+
+    server.stop().await;
+    // Committed in many batches while Redis is away: the fast path cannot push them.
+    for block in 0..10u64 {
+        let events: Vec<_> = (0..500u32).map(|i| feedback(2 + block, i, u64::from(i), 1, 0, "a")).collect();
+        bench.insert(&events).await;
+    }
+    wait::until("every decision while Redis is away", DEADLINE, || async {
+        (outbox_ids(&bench.db.pool).await.len() == 5_001).then_some(())
+    })
+    .await;
+    server.restart().await;
+
+    let expected = outbox_ids(&bench.db.pool).await;
+    wait::until("every job pushed again", DEADLINE, || async {
+        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM action_outbox WHERE status <> 'dispatched'")
+            .fetch_one(&bench.db.pool)
+            .await
+            .unwrap();
+        (left == 0 && stream_ids(&redis).await == expected).then_some(())
+    })
+    .await;
+    let pushed = stream_jobs(&redis, ActionKind::Webhook).await.len();
+    assert_eq!(pushed, expected.len(), "each job once in the restarted Redis");
+    service.abort();
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn postgres_going_away_pauses_and_then_resumes_without_loss() {
     let bench = Bench::new().await;
     let proxy = TcpProxy::start("127.0.0.1:5432".parse().unwrap()).await;
