@@ -42,6 +42,8 @@ const PROBE_PENDING: Duration = Duration::from_secs(1);
 /// How long a job whose target already has its share in flight waits before it is tried
 /// again (no attempt is spent).
 const TARGET_BUSY: Duration = Duration::from_secs(1);
+/// Jobs a consumer holds waiting for room or for their target's share, at most.
+const MAX_WAITING: usize = 4 * BATCH;
 /// How long a consumer with deliveries in flight waits for new messages before it records
 /// the deliveries that ended.
 const IN_FLIGHT_POLL: Duration = Duration::from_millis(20);
@@ -74,7 +76,6 @@ struct Cleared {
     /// The breaker as read for the batch, and whether this delivery is its probe.
     breaker: Status,
     probe: bool,
-    slot: Slot,
 }
 
 /// A delivery task's end: its message id and how it went.
@@ -133,7 +134,7 @@ impl Worker {
         let mut flights = JoinSet::new();
         for cleared in cleared {
             let Ok(permit) = self.in_flight.clone().acquire_owned().await else { break };
-            flights.spawn(self.clone().fly(cleared, permit));
+            self.take_off(cleared, permit, &mut flights, &mut done);
         }
         while let Some(landed) = flights.join_next().await {
             done.land(landed);
@@ -207,12 +208,6 @@ impl Worker {
             };
             let action: Result<Action, String> = serde_json::from_value(job.action.config.clone())
                 .map_err(|err| format!("the action's configuration is unreadable: {err}"));
-            let Some(slot) = self.targets.take(action.as_ref().ok()) else {
-                // Its target has its share in flight: the others go first.
-                metrics::counter!("worker_held_by_busy_target_total").increment(1);
-                done.hold(message_id, payload, TARGET_BUSY);
-                continue;
-            };
             cleared.push(Cleared {
                 message_id,
                 payload,
@@ -222,16 +217,34 @@ impl Worker {
                 secrets: state.secrets,
                 breaker,
                 probe,
-                slot,
             });
         }
         Ok((done, cleared))
     }
 
+    /// Starts the delivery of `cleared` on a task of `flights`, with its place among the
+    /// deliveries in flight (`permit`), and returns the task's id; or, when its target
+    /// already has its share in flight, brings it back later (`held`) so the jobs of other
+    /// targets go first.
+    fn take_off(
+        &self,
+        cleared: Cleared,
+        permit: OwnedSemaphorePermit,
+        flights: &mut JoinSet<Flight>,
+        held: &mut Done,
+    ) -> Option<tokio::task::Id> {
+        let Some(slot) = self.targets.take(cleared.action.as_ref().ok()) else {
+            metrics::counter!("worker_held_by_busy_target_total").increment(1);
+            held.hold(cleared.message_id, cleared.payload, TARGET_BUSY);
+            return None;
+        };
+        Some(flights.spawn(self.clone().fly(cleared, slot, permit)).id())
+    }
+
     /// Delivers one cleared job, updates its action's breaker, and decides what comes next.
     /// Returns the message id with the outcome, to record.
-    async fn fly(self, cleared: Cleared, permit: OwnedSemaphorePermit) -> Flight {
-        let Cleared { message_id, payload, job, action, number, secrets, breaker, probe, slot } = cleared;
+    async fn fly(self, cleared: Cleared, slot: Slot, permit: OwnedSemaphorePermit) -> Flight {
+        let Cleared { message_id, payload, job, action, number, secrets, breaker, probe } = cleared;
         let span = tracing::info_span!("job", job.id = %job.job_id, trigger.id = %job.trigger.id, action.kind = job.kind().as_str());
         let landed = async {
             let attempt = match self.attempt(&job, action, &secrets).await? {
@@ -379,22 +392,44 @@ impl Worker {
         let mut renewed = Instant::now();
         let mut reclaimed = Instant::now();
         loop {
-            // Room first to those waiting, in the order they came.
-            while !waiting.is_empty() {
-                let Ok(permit) = self.in_flight.clone().try_acquire_owned() else { break };
-                let Some(cleared) = waiting.pop_front() else { break };
+            // Room first to those waiting, in the order they came; a job whose target has
+            // its share in flight keeps its place, and the jobs behind it go first.
+            let mut blocked = VecDeque::new();
+            while let Some(cleared) = waiting.pop_front() {
+                let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
+                    waiting.push_front(cleared);
+                    break;
+                };
+                let Some(slot) = self.targets.take(cleared.action.as_ref().ok()) else {
+                    blocked.push_back(cleared);
+                    continue;
+                };
                 let message_id = cleared.message_id.clone();
-                let task = flights.spawn(self.clone().fly(cleared, permit));
+                let task = flights.spawn(self.clone().fly(cleared, slot, permit));
                 flying.insert(task.id(), message_id);
             }
-            if waiting.is_empty() {
+            let room = waiting.is_empty() && self.in_flight.available_permits() > 0;
+            blocked.append(&mut waiting);
+            waiting = blocked;
+            // Held here, the jobs of busy targets cost nothing; past a bound, the oldest come
+            // back later through the retry set instead.
+            let mut held = Done::default();
+            while waiting.len() > MAX_WAITING {
+                let Some(cleared) = waiting.pop_front() else { break };
+                metrics::counter!("worker_held_by_busy_target_total").increment(1);
+                held.hold(cleared.message_id, cleared.payload, TARGET_BUSY);
+            }
+            send(outcomes, held);
+            if room {
+                // Everything that could go went: read more.
                 let mut read = Vec::new();
                 if reclaimed.elapsed() >= self.settings.claim_idle / 2 {
                     reclaimed = Instant::now();
                     read = queue.reclaim(self.settings.claim_idle, BATCH).await?;
                 }
                 if read.is_empty() {
-                    let wait = if flights.is_empty() { Duration::from_millis(1_000) } else { IN_FLIGHT_POLL };
+                    let idle = flights.is_empty() && waiting.is_empty();
+                    let wait = if idle { Duration::from_millis(1_000) } else { IN_FLIGHT_POLL };
                     read = queue.read(&mut reader, BATCH, wait).await?;
                 }
                 if !read.is_empty() {
