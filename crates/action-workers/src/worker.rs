@@ -438,13 +438,29 @@ impl Worker {
                     waiting.extend(cleared);
                     continue;
                 }
-            } else if flights.is_empty() {
-                // Every place is taken by the process's other consumers.
-                tokio::time::sleep(IN_FLIGHT_POLL).await;
-            } else if let Ok(Some(landed)) = tokio::time::timeout(IN_FLIGHT_POLL, flights.join_next_with_id()).await {
-                let mut done = Done::default();
-                done.land_with_id(landed, &mut flying);
-                send(outcomes, done);
+            } else {
+                // No room: wait for a place to free up (here or in another consumer of the
+                // process), or for a delivery of ours to land, but not past a renewal.
+                tokio::select! {
+                    permit = self.in_flight.clone().acquire_owned(), if !waiting.is_empty() => {
+                        if let (Ok(permit), Some(cleared)) = (permit, waiting.pop_front()) {
+                            match self.targets.take(cleared.action.as_ref().ok()) {
+                                Some(slot) => {
+                                    let message_id = cleared.message_id.clone();
+                                    let task = flights.spawn(self.clone().fly(cleared, slot, permit));
+                                    flying.insert(task.id(), message_id);
+                                }
+                                None => waiting.push_back(cleared),
+                            }
+                        }
+                    }
+                    Some(landed) = flights.join_next_with_id(), if !flights.is_empty() => {
+                        let mut done = Done::default();
+                        done.land_with_id(landed, &mut flying);
+                        send(outcomes, done);
+                    }
+                    () = tokio::time::sleep(renew_every) => {}
+                }
             }
             let mut done = Done::default();
             while let Some(landed) = flights.try_join_next_with_id() {

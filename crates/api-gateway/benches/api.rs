@@ -173,7 +173,7 @@ async fn main() {
     let secret = SecretString::from("bench-secret-bench-secret-bench-secret-01".to_owned());
     let tokens = TokenKeys::new(&secret, Duration::from_secs(3600));
     let redis = RedisHandle::new(&testkit::redis_config()).expect("redis");
-    let limits = RateLimits { auth_per_minute: 1_000, per_minute: u32::MAX };
+    let limits = RateLimits { auth_per_minute: 1_000, per_minute: u32::MAX, ..RateLimits::default() };
     let state = AppState::new(db.pool.clone(), redis, tokens).with_limits(limits);
     let app = Application::serve(state, testkit::net::listener()).expect("serve");
     let base = format!("http://{}", app.local_addr());

@@ -55,6 +55,13 @@ impl GatewayConfig {
                 per_minute: env
                     .parsed("RATE_LIMIT_PER_MINUTE", 600u32, "a whole number of requests", &mut problems)
                     .max(1),
+                trusted_proxies: {
+                    let (nets, bad) = crate::client_address::parse_trusted(env.get("TRUSTED_PROXIES").unwrap_or(""));
+                    for entry in bad {
+                        problems.push("TRUSTED_PROXIES", format!("{entry:?} is not an address or a CIDR"));
+                    }
+                    nets
+                },
             },
             jwt_lifetime: Duration::from_secs(
                 env.parsed("JWT_EXPIRY_SECS", 86_400u64, "a whole number of seconds", &mut problems).max(1),

@@ -2,6 +2,7 @@
 //! existing pool and listener by [`Application::serve`] (tests).
 
 pub mod auth;
+mod client_address;
 mod config;
 mod error;
 pub mod openapi;

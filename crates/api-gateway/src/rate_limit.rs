@@ -8,17 +8,19 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Requests allowed per minute.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RateLimits {
     /// Per client address on register and login.
     pub auth_per_minute: u32,
     /// Per authenticated user on every other route.
     pub per_minute: u32,
+    /// Proxies whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for RateLimits {
     fn default() -> Self {
-        Self { auth_per_minute: 10, per_minute: 600 }
+        Self { auth_per_minute: 10, per_minute: 600, trusted_proxies: Vec::new() }
     }
 }
 

@@ -167,7 +167,7 @@ impl Harness {
         let (db, app, token, trigger) = runtime.block_on(async {
             let db = TestDb::new().await;
             let redis = RedisHandle::new(&testkit::redis_config()).unwrap();
-            let limits = RateLimits { auth_per_minute: 1_000, per_minute: 1_000_000 };
+            let limits = RateLimits { auth_per_minute: 1_000, per_minute: 1_000_000, ..RateLimits::default() };
             let app = Running::start(common::state(db.pool.clone(), redis).with_limits(limits));
             let client = common::user(&app, "fuzz@example.com").await;
             let created: Value = client

@@ -21,13 +21,15 @@ fn start(db: &TestDb, limits: RateLimits) -> Running {
 #[tokio::test]
 async fn login_attempts_are_limited_per_address() {
     let db = TestDb::new().await;
-    let app = start(&db, RateLimits { auth_per_minute: 4, per_minute: 1_000 });
+    let app = start(&db, RateLimits { auth_per_minute: 4, per_minute: 1_000, ..RateLimits::default() });
     let url = format!("{}/api/v1/auth/login", app.base);
     let guess = json!({"email": "victim@example.com", "password": "guess guess"});
     // A minute boundary may open a fresh window once: 4 + 4 + 1 requests always reach a 429.
     let mut statuses = Vec::new();
-    for _ in 0..9 {
-        let response = app.client.post(&url).json(&guess).send().await.unwrap();
+    for i in 0..9 {
+        // A forwarded-for header from an untrusted peer changes nothing.
+        let forged = format!("198.51.100.{i}");
+        let response = app.client.post(&url).header("x-forwarded-for", forged).json(&guess).send().await.unwrap();
         if response.status() == 429 {
             let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
             assert!((1..=60).contains(&retry_after), "{retry_after}");
@@ -46,7 +48,7 @@ async fn login_attempts_are_limited_per_address() {
 #[tokio::test]
 async fn each_user_has_a_budget_of_their_own() {
     let db = TestDb::new().await;
-    let app = start(&db, RateLimits { auth_per_minute: 100, per_minute: 3 });
+    let app = start(&db, RateLimits { auth_per_minute: 100, per_minute: 3, ..RateLimits::default() });
     let alice = user(&app, "alice@example.com").await;
     let bob = user(&app, "bob@example.com").await;
     let mut alice_statuses = Vec::new();

@@ -44,10 +44,12 @@ fn plausible_email(email: &str) -> bool {
         && !email.chars().any(char::is_whitespace)
 }
 
-/// Register and login are limited per client address (the peer, not a forwarded header a
-/// client could forge).
+/// Register and login are limited per client address: the peer, or the client a trusted
+/// proxy forwarded for; an IPv6 client by its /64 (see [`crate::client_address`]).
 async fn limit_by_address(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
-    let address = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_else(|| "unknown".to_owned());
+    let forwarded = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok());
+    let peer = req.peer_addr().map(|a| a.ip());
+    let address = crate::client_address::limit_key(peer, forwarded, &state.limits.trusted_proxies);
     rate_limit::check(state, "auth", &address, state.limits.auth_per_minute).await
 }
 
@@ -122,13 +124,13 @@ pub async fn login(
     let Credentials { email, password } = body.into_inner();
     let user = users::find_by_email(&state.db, email.trim()).await.map_err(|e| ApiError::internal(&e))?;
     let wrong = || ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "wrong email or password");
-    let Some(user) = user else {
-        return Err(wrong());
-    };
-    if !verify_password(password, user.password_hash).await {
+    // An unknown email costs the same work as a wrong password.
+    let (id, hash) = user.map(|u| (u.id, u.password_hash)).unzip();
+    if !verify_password(password, hash).await {
         return Err(wrong());
     }
-    let token = state.tokens.issue(user.id).map_err(|e| ApiError::internal(&e))?;
+    let Some(id) = id else { return Err(wrong()) };
+    let token = state.tokens.issue(id).map_err(|e| ApiError::internal(&e))?;
     Ok(HttpResponse::Ok().json(TokenView { token, token_type: "Bearer", expires_in: state.tokens.lifetime.as_secs() }))
 }
 
