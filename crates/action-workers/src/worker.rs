@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
+use redis::aio::MultiplexedConnection;
 use secrecy::SecretString;
 use shared::domain::ActionId;
 use shared::job::Job;
@@ -14,7 +15,7 @@ use shared::redis::RedisHandle;
 use shared::trigger::{Action, ActionKind};
 use sqlx::PgPool;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
-use tokio::task::{JoinError, JoinSet};
+use tokio::task::{JoinError, JoinHandle, JoinSet};
 use tracing::Instrument;
 
 use crate::breaker::{self, Status};
@@ -42,6 +43,10 @@ const PROBE_PENDING: Duration = Duration::from_secs(1);
 /// How long a job whose target already has its share in flight waits before it is tried
 /// again (no attempt is spent).
 const TARGET_BUSY: Duration = Duration::from_secs(1);
+/// Transactions a consumer's recorder runs at once.
+const RECORDINGS: usize = 4;
+/// How long a recorder gathers outcomes before it records them.
+const RECORD_GATHER: Duration = Duration::from_millis(2);
 /// Jobs a consumer holds waiting for room or for their target's share, at most.
 const MAX_WAITING: usize = 4 * BATCH;
 /// How long a consumer with deliveries in flight waits for new messages before it records
@@ -77,6 +82,9 @@ struct Cleared {
     breaker: Status,
     probe: bool,
 }
+
+/// A batch read and prepared, with the reader it was read with.
+type Fetched = (MultiplexedConnection, Result<(Done, Vec<Cleared>), WorkerError>);
 
 /// A delivery task's end: its message id and how it went.
 type Flight = (String, Result<Landed, WorkerError>);
@@ -382,35 +390,47 @@ impl Worker {
         outcomes: &mpsc::UnboundedSender<Done>,
     ) -> Result<(), WorkerError> {
         queue.ensure_group().await?;
-        let mut reader = queue.reader().await?;
+        let mut reader = Some(queue.reader().await?);
         let mut flights: JoinSet<Flight> = JoinSet::new();
         // The message of each delivery in flight, by task.
         let mut flying: HashMap<tokio::task::Id, String> = HashMap::new();
         // Cleared jobs waiting for room.
         let mut waiting: VecDeque<Cleared> = VecDeque::new();
+        // The next batch, read and prepared while the current one is delivered.
+        let mut fetching: Option<JoinHandle<Fetched>> = None;
+        // A place among the deliveries in flight taken but not used yet.
+        let mut spare: Option<OwnedSemaphorePermit> = None;
         let renew_every = self.settings.claim_idle / 3;
         let mut renewed = Instant::now();
         let mut reclaimed = Instant::now();
-        loop {
+        let result = loop {
             // Room first to those waiting, in the order they came; a job whose target has
             // its share in flight keeps its place, and the jobs behind it go first.
             let mut blocked = VecDeque::new();
-            while let Some(cleared) = waiting.pop_front() {
-                let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
-                    waiting.push_front(cleared);
+            while !waiting.is_empty() {
+                let Some(permit) = spare.take().or_else(|| self.in_flight.clone().try_acquire_owned().ok()) else {
+                    break;
+                };
+                let Some(cleared) = waiting.pop_front() else {
+                    spare = Some(permit);
                     break;
                 };
                 let Some(slot) = self.targets.take(cleared.action.as_ref().ok()) else {
                     blocked.push_back(cleared);
+                    spare = Some(permit);
                     continue;
                 };
                 let message_id = cleared.message_id.clone();
                 let task = flights.spawn(self.clone().fly(cleared, slot, permit));
                 flying.insert(task.id(), message_id);
             }
-            let room = waiting.is_empty() && self.in_flight.available_permits() > 0;
+            // A place nothing can use yet goes back to the others.
+            let runnable = !waiting.is_empty();
             blocked.append(&mut waiting);
             waiting = blocked;
+            if !runnable {
+                spare = None;
+            }
             // Held here, the jobs of busy targets cost nothing; past a bound, the oldest come
             // back later through the retry set instead.
             let mut held = Done::default();
@@ -420,47 +440,50 @@ impl Worker {
                 held.hold(cleared.message_id, cleared.payload, TARGET_BUSY);
             }
             send(outcomes, held);
-            if room {
-                // Everything that could go went: read more.
-                let mut read = Vec::new();
-                if reclaimed.elapsed() >= self.settings.claim_idle / 2 {
+            // Running low (or only jobs of busy targets left): fetch the next batch.
+            let low = waiting.len() < BATCH / 2 || (!runnable && self.in_flight.available_permits() > 0);
+            if fetching.is_none()
+                && low
+                && let Some(conn) = reader.take()
+            {
+                let reclaim = reclaimed.elapsed() >= self.settings.claim_idle / 2;
+                if reclaim {
                     reclaimed = Instant::now();
-                    read = queue.reclaim(self.settings.claim_idle, BATCH).await?;
                 }
-                if read.is_empty() {
-                    let idle = flights.is_empty() && waiting.is_empty();
-                    let wait = if idle { Duration::from_millis(1_000) } else { IN_FLIGHT_POLL };
-                    read = queue.read(&mut reader, BATCH, wait).await?;
-                }
-                if !read.is_empty() {
-                    let (done, cleared) = self.prepare(read).await?;
-                    send(outcomes, done);
-                    waiting.extend(cleared);
-                    continue;
-                }
-            } else {
-                // No room: wait for a place to free up (here or in another consumer of the
-                // process), or for a delivery of ours to land, but not past a renewal.
-                tokio::select! {
-                    permit = self.in_flight.clone().acquire_owned(), if !waiting.is_empty() => {
-                        if let (Ok(permit), Some(cleared)) = (permit, waiting.pop_front()) {
-                            match self.targets.take(cleared.action.as_ref().ok()) {
-                                Some(slot) => {
-                                    let message_id = cleared.message_id.clone();
-                                    let task = flights.spawn(self.clone().fly(cleared, slot, permit));
-                                    flying.insert(task.id(), message_id);
-                                }
-                                None => waiting.push_back(cleared),
-                            }
+                let idle = flights.is_empty() && waiting.is_empty();
+                let wait = if idle { Duration::from_millis(1_000) } else { IN_FLIGHT_POLL };
+                fetching = Some(tokio::spawn(self.clone().fetch(queue.clone(), conn, reclaim, wait)));
+            }
+            tokio::select! {
+                fetched = async {
+                    match fetching.as_mut() {
+                        Some(task) => task.await,
+                        None => std::future::pending().await,
+                    }
+                }, if fetching.is_some() => {
+                    fetching = None;
+                    match fetched {
+                        Ok((conn, Ok((done, cleared)))) => {
+                            reader = Some(conn);
+                            send(outcomes, done);
+                            waiting.extend(cleared);
+                        }
+                        Ok((_, Err(err))) => break Err(err),
+                        Err(join) => {
+                            tracing::error!(error = %join, "reading messages ended abnormally");
+                            reader = Some(queue.reader().await?);
                         }
                     }
-                    Some(landed) = flights.join_next_with_id(), if !flights.is_empty() => {
-                        let mut done = Done::default();
-                        done.land_with_id(landed, &mut flying);
-                        send(outcomes, done);
-                    }
-                    () = tokio::time::sleep(renew_every) => {}
                 }
+                permit = self.in_flight.clone().acquire_owned(), if runnable => {
+                    spare = permit.ok();
+                }
+                Some(landed) = flights.join_next_with_id(), if !flights.is_empty() => {
+                    let mut done = Done::default();
+                    done.land_with_id(landed, &mut flying);
+                    send(outcomes, done);
+                }
+                () = tokio::time::sleep(renew_every) => {}
             }
             let mut done = Done::default();
             while let Some(landed) = flights.try_join_next_with_id() {
@@ -471,9 +494,29 @@ impl Worker {
                 renewed = Instant::now();
                 let held: Vec<String> =
                     flying.values().cloned().chain(waiting.iter().map(|c| c.message_id.clone())).collect();
-                queue.renew(&held).await?;
+                if let Err(err) = queue.renew(&held).await {
+                    break Err(err.into());
+                }
             }
+        };
+        if let Some(fetching) = fetching {
+            fetching.abort();
         }
+        result
+    }
+
+    /// Reads the next batch (taking over messages of dead consumers first when `reclaim`),
+    /// waiting up to `wait` for some, and prepares it. Gives the reader back with the batch.
+    async fn fetch(self, queue: Queue, mut reader: MultiplexedConnection, reclaim: bool, wait: Duration) -> Fetched {
+        let batch = async {
+            let mut read = if reclaim { queue.reclaim(self.settings.claim_idle, BATCH).await? } else { Vec::new() };
+            if read.is_empty() {
+                read = queue.read(&mut reader, BATCH, wait).await?;
+            }
+            self.prepare(read).await
+        }
+        .await;
+        (reader, batch)
     }
 
     /// Housekeeping: moves due retries into the stream.
@@ -560,20 +603,34 @@ fn send(outcomes: &mpsc::UnboundedSender<Done>, done: Done) {
     }
 }
 
-/// Records outcomes as they land: everything that arrived while the previous transaction
-/// ran goes into the next one. Ends when the consumer drops its sender. An outcome that
-/// cannot be recorded (the database away) is left unacknowledged, and its message comes
+/// Records outcomes as they land: what arrives within a moment goes into one transaction,
+/// and up to [`RECORDINGS`] transactions run at once, so recording keeps up with deliveries.
+/// Ends when the consumer drops its sender and everything received is recorded. An outcome
+/// that cannot be recorded (the database away) is left unacknowledged, and its message comes
 /// back to be delivered again.
 async fn record_loop(pool: PgPool, queue: Queue, mut landed: mpsc::UnboundedReceiver<Done>) {
+    let mut recordings = JoinSet::new();
     while let Some(mut done) = landed.recv().await {
-        while let Ok(more) = landed.try_recv() {
-            done.merge(more);
+        // Gather for a moment: one transaction for many outcomes costs about what one for a
+        // single outcome does.
+        let gathering = tokio::time::Instant::now() + RECORD_GATHER;
+        while done.attempts.len() < BATCH {
+            match tokio::time::timeout_at(gathering, landed.recv()).await {
+                Ok(Some(more)) => done.merge(more),
+                Ok(None) | Err(_) => break,
+            }
         }
-        if let Err(err) = finish(pool.clone(), queue.clone(), done).await {
-            tracing::warn!(error = %err, "outcomes could not be recorded; their messages come back");
-            tokio::time::sleep(Duration::from_millis(200)).await;
+        while recordings.len() >= RECORDINGS {
+            recordings.join_next().await;
         }
+        let (pool, queue) = (pool.clone(), queue.clone());
+        recordings.spawn(async move {
+            if let Err(err) = finish(pool, queue, done).await {
+                tracing::warn!(error = %err, "outcomes could not be recorded; their messages come back");
+            }
+        });
     }
+    while recordings.join_next().await.is_some() {}
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);

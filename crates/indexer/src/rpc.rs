@@ -7,6 +7,8 @@ use alloy::primitives::{Address as RawAddress, B256};
 use alloy::providers::{Provider, RootProvider};
 use alloy::rpc::types::{Filter, Log};
 use alloy::transports::{RpcError, TransportError};
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use shared::domain::ChainId;
 use url::Url;
@@ -40,20 +42,49 @@ pub struct Rpc {
     chain: ChainId,
     providers: Vec<RootProvider>,
     current: usize,
+    timeout: Duration,
 }
+
+/// How long one RPC call may take before the URL counts as unavailable.
+pub const RPC_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn classify(error: TransportError) -> RpcFailure {
     match error {
-        RpcError::ErrorResp(payload) => RpcFailure::Refused(format!("{} (code {})", payload.message, payload.code)),
-        other => RpcFailure::Unavailable(other.to_string()),
+        RpcError::ErrorResp(payload) => {
+            RpcFailure::Refused(redact_urls(&format!("{} (code {})", payload.message, payload.code)))
+        }
+        other => RpcFailure::Unavailable(redact_urls(&other.to_string())),
     }
+}
+
+/// `text` with every URL in it replaced: an RPC URL often carries an API key (in its path
+/// or query), and errors end up in logs. URLs are named by their number instead.
+pub fn redact_urls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = ["http://", "https://", "ws://", "wss://"].iter().filter_map(|s| rest.find(s)).min() {
+        out.push_str(&rest[..at]);
+        out.push_str("<url>");
+        let tail = &rest[at..];
+        let end =
+            tail.find(|c: char| c.is_whitespace() || matches!(c, ')' | '"' | '\'' | ',' | '>')).unwrap_or(tail.len());
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 impl Rpc {
     pub fn new(chain: ChainId, urls: &[Url]) -> Self {
         crate::install_tls_provider();
         let providers = urls.iter().map(|url| RootProvider::new_http(url.clone())).collect();
-        Self { chain, providers, current: 0 }
+        Self { chain, providers, current: 0, timeout: RPC_TIMEOUT }
+    }
+
+    /// The same with another bound on each call.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     /// Which URL is in use (1-based, in configuration order): metrics name URLs this way,
@@ -80,7 +111,14 @@ impl Rpc {
         let mut last = RpcFailure::Unavailable("no RPC URL configured".into());
         for _ in 0..self.providers.len() {
             let provider = self.providers[self.current].clone();
-            match call(provider).await {
+            let answer = tokio::time::timeout(self.timeout, call(provider)).await.unwrap_or_else(|_| {
+                Err(RpcFailure::Unavailable(format!(
+                    "URL {} gave no answer within {:?}",
+                    self.url_number(),
+                    self.timeout
+                )))
+            });
+            match answer {
                 Ok(value) => return Ok(value),
                 Err(error) => {
                     self.failed(&error);
@@ -124,5 +162,19 @@ impl Rpc {
             async move { p.get_logs(&filter).await.map_err(classify) }
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_never_reach_an_error_text() {
+        let text = "error sending request for url (https://eth.example/v2/secret-key?x=1): connection refused";
+        assert_eq!(redact_urls(text), "error sending request for url (<url>): connection refused");
+        assert_eq!(redact_urls("a http://h/k1 and wss://h/k2, done"), "a <url> and <url>, done");
+        assert_eq!(redact_urls("no url here"), "no url here");
+        assert_eq!(redact_urls("https://"), "<url>");
     }
 }

@@ -51,8 +51,8 @@ impl Registries {
     }
 }
 
-/// One chain to index.
-#[derive(Debug, Clone)]
+/// One chain to index. Its `Debug` names the RPC URLs by number: a URL may carry an API key.
+#[derive(Clone)]
 pub struct ChainConfig {
     pub chain_id: ChainId,
     pub name: String,
@@ -67,6 +67,21 @@ pub struct ChainConfig {
     /// Most blocks per `eth_getLogs`; ranges shrink below it when the node refuses them.
     pub max_block_range: u64,
     pub poll_interval: Duration,
+}
+
+impl std::fmt::Debug for ChainConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChainConfig")
+            .field("chain_id", &self.chain_id)
+            .field("name", &self.name)
+            .field("rpc_urls", &format_args!("{} URL(s), not shown", self.rpc_urls.len()))
+            .field("registries", &self.registries)
+            .field("start_block", &self.start_block)
+            .field("confirmations", &self.confirmations)
+            .field("max_block_range", &self.max_block_range)
+            .field("poll_interval", &self.poll_interval)
+            .finish()
+    }
 }
 
 impl ChainConfig {

@@ -104,3 +104,11 @@ fn the_example_file_is_valid() {
         Some("0x9fe46736679d2d9a65f0992f2272de9f3c7fa6e0")
     );
 }
+
+#[test]
+fn a_chain_shown_in_a_log_never_shows_its_rpc_urls() {
+    let url = url::Url::parse("https://eth.example/v2/secret-key").unwrap();
+    let chain = ChainConfig::local(url, official_registries(11155111).unwrap(), 100);
+    let shown = format!("{chain:?}");
+    assert!(!shown.contains("secret-key") && shown.contains("1 URL(s)"), "{shown}");
+}
