@@ -1,6 +1,7 @@
 //! Webhook delivery benchmark: deliveries/s through the workers (consume, check, render,
 //! sign, send, record, ack) to a local receiver that answers 200 at once, with 1 and 4
-//! concurrent workers, against a bare reqwest loop posting the same bodies (the limit).
+//! deliveries in flight (`WORKER_CONCURRENCY`) in one worker process, against a bare reqwest
+//! loop posting the same bodies with as many requests in flight (the limit).
 //!
 //! `cargo bench -p action-workers --bench webhook`
 
@@ -84,7 +85,9 @@ async fn workers(url: &str, concurrency: usize) -> f64 {
     // completion check (every 100 ms) adds nothing to the figure.
     let started: chrono::DateTime<chrono::Utc> =
         sqlx::query_scalar("SELECT clock_timestamp()").fetch_one(&db.pool).await.expect("clock");
-    let tasks: Vec<_> = (0..concurrency).map(|i| tokio::spawn(worker.clone().consume(i))).collect();
+    // As a worker process runs them: its consumers share `concurrency` deliveries in flight.
+    let tasks: Vec<_> =
+        (0..action_workers::worker::CONSUMERS).map(|i| tokio::spawn(worker.clone().consume(i))).collect();
     loop {
         let delivered: i64 = sqlx::query_scalar("SELECT count(*) FROM action_outbox WHERE status = 'delivered'")
             .fetch_one(&db.pool)

@@ -19,20 +19,27 @@ impl Targets {
         Self { cap: cap.max(1), busy: Arc::default() }
     }
 
-    /// A slot for one delivery of `action`, or `None` when its target already has its share
-    /// in flight. Actions without a target of their own (Telegram, paced by the Bot API's own
-    /// limits, or an action that does not parse and fails at once) always get one.
-    pub fn take(&self, action: Option<&Action>) -> Option<Slot> {
-        let Some(key) = action.and_then(target_of) else {
+    /// A slot for one delivery to `target` (see [`target_of`]), or `None` when it already has
+    /// its share in flight. Deliveries without a target of their own (Telegram, paced by the
+    /// Bot API's own limits, or an action that does not parse and fails at once) always get
+    /// one.
+    pub fn take(&self, target: Option<&str>) -> Option<Slot> {
+        let Some(key) = target else {
             return Some(Slot { targets: self.clone(), key: None });
         };
         let mut busy = self.busy.lock().unwrap_or_else(PoisonError::into_inner);
-        let count = busy.entry(key.clone()).or_insert(0);
+        let count = busy.entry(key.to_owned()).or_insert(0);
         if *count >= self.cap {
             return None;
         }
         *count += 1;
-        Some(Slot { targets: self.clone(), key: Some(key) })
+        Some(Slot { targets: self.clone(), key: Some(key.to_owned()) })
+    }
+
+    /// Whether [`Targets::take`] would give `target` a slot now.
+    pub fn has_room(&self, target: Option<&str>) -> bool {
+        let Some(key) = target else { return true };
+        self.busy.lock().unwrap_or_else(PoisonError::into_inner).get(key).copied().unwrap_or(0) < self.cap
     }
 
     /// Deliveries in flight to `target` (an origin such as `http://127.0.0.1:8080`).
@@ -60,8 +67,9 @@ impl Drop for Slot {
     }
 }
 
-/// The origin an action delivers to, `None` for Telegram.
-fn target_of(action: &Action) -> Option<String> {
+/// The target an action delivers to (its origin), `None` for Telegram: what
+/// [`Targets::take`] counts by.
+pub fn target_of(action: &Action) -> Option<String> {
     let url = match action {
         Action::Webhook(webhook) => &webhook.url,
         Action::Mcp(mcp) => &mcp.server_url,
@@ -75,25 +83,28 @@ fn target_of(action: &Action) -> Option<String> {
 mod tests {
     use super::*;
 
-    fn webhook(url: &str) -> Action {
-        serde_json::from_value(serde_json::json!({"type": "webhook", "url": url, "method": "POST", "timeout_ms": 1000}))
-            .expect("action")
+    fn webhook(url: &str) -> Option<String> {
+        let action: Action = serde_json::from_value(
+            serde_json::json!({"type": "webhook", "url": url, "method": "POST", "timeout_ms": 1000}),
+        )
+        .expect("action");
+        target_of(&action)
     }
 
     #[test]
     fn each_origin_has_its_own_share() {
         let targets = Targets::new(2);
         let slow = webhook("https://slow.example/a");
-        let first = targets.take(Some(&slow)).expect("one");
-        let _second = targets.take(Some(&webhook("https://slow.example/b?x=1"))).expect("two");
-        assert!(targets.take(Some(&slow)).is_none(), "the third waits");
-        assert!(targets.take(Some(&webhook("https://fast.example/a"))).is_some(), "another origin is not held up");
+        let first = targets.take(slow.as_deref()).expect("one");
+        let _second = targets.take(webhook("https://slow.example/b?x=1").as_deref()).expect("two");
+        assert!(targets.take(slow.as_deref()).is_none(), "the third waits");
+        assert!(targets.take(webhook("https://fast.example/a").as_deref()).is_some(), "another origin is not held up");
         assert!(
-            targets.take(Some(&webhook("https://slow.example:8443/a"))).is_some(),
+            targets.take(webhook("https://slow.example:8443/a").as_deref()).is_some(),
             "another port is another origin"
         );
         drop(first);
-        let _third = targets.take(Some(&slow)).expect("a slot given back is taken again");
+        let _third = targets.take(slow.as_deref()).expect("a slot given back is taken again");
         assert_eq!(targets.in_flight("https://slow.example"), 2);
         assert_eq!(targets.in_flight("https://fast.example"), 0, "slots dropped are given back");
     }

@@ -2,8 +2,8 @@
 //! attempt, then acknowledge, reschedule or dead-letter. A retry is a scheduled message,
 //! never a sleep.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -75,12 +75,69 @@ struct Cleared {
     payload: String,
     job: Job,
     action: Result<Action, String>,
+    /// Where it goes, as its target's share is counted.
+    target: Option<String>,
     /// The attempt this delivery is.
     number: i32,
     secrets: serde_json::Value,
     /// The breaker as read for the batch, and whether this delivery is its probe.
     breaker: Status,
     probe: bool,
+}
+
+/// What a consumer shares with its lanes.
+#[derive(Clone)]
+struct Shared {
+    /// Cleared jobs waiting for a lane, in the order they came.
+    waiting: Arc<std::sync::Mutex<VecDeque<Cleared>>>,
+    /// The messages of the deliveries in flight.
+    holding: Arc<std::sync::Mutex<HashSet<String>>>,
+    outcomes: mpsc::UnboundedSender<Done>,
+    /// Rung when a lane ends.
+    lane_ended: Arc<tokio::sync::Notify>,
+}
+
+impl Shared {
+    /// Whether a job waiting may go now.
+    fn has_runnable(&self, targets: &Targets) -> bool {
+        self.waiting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .any(|c| targets.has_room(c.target.as_deref()))
+    }
+
+    /// The first job waiting whose target has room, with its slot.
+    fn next(&self, targets: &Targets) -> Option<(Cleared, Slot)> {
+        let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        let (at, slot) = waiting.iter().enumerate().find_map(|(i, c)| Some((i, targets.take(c.target.as_deref())?)))?;
+        Some((waiting.remove(at)?, slot))
+    }
+
+    /// Marks `message` in flight until the guard is dropped (also when its lane dies).
+    fn hold(&self, message: &str) -> Holding {
+        self.holding.lock().unwrap_or_else(PoisonError::into_inner).insert(message.to_owned());
+        Holding { holding: self.holding.clone(), message: message.to_owned() }
+    }
+
+    /// Every message held: in flight or waiting.
+    fn held_messages(&self) -> Vec<String> {
+        let mut held: Vec<String> =
+            self.holding.lock().unwrap_or_else(PoisonError::into_inner).iter().cloned().collect();
+        held.extend(self.waiting.lock().unwrap_or_else(PoisonError::into_inner).iter().map(|c| c.message_id.clone()));
+        held
+    }
+}
+
+struct Holding {
+    holding: Arc<std::sync::Mutex<HashSet<String>>>,
+    message: String,
+}
+
+impl Drop for Holding {
+    fn drop(&mut self) {
+        self.holding.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.message);
+    }
 }
 
 /// A batch read and prepared, with the reader it was read with.
@@ -216,11 +273,13 @@ impl Worker {
             };
             let action: Result<Action, String> = serde_json::from_value(job.action.config.clone())
                 .map_err(|err| format!("the action's configuration is unreadable: {err}"));
+            let target = action.as_ref().ok().and_then(crate::targets::target_of);
             cleared.push(Cleared {
                 message_id,
                 payload,
                 job,
                 action,
+                target,
                 number: state.attempts + 1,
                 secrets: state.secrets,
                 breaker,
@@ -241,26 +300,35 @@ impl Worker {
         flights: &mut JoinSet<Flight>,
         held: &mut Done,
     ) -> Option<tokio::task::Id> {
-        let Some(slot) = self.targets.take(cleared.action.as_ref().ok()) else {
+        let Some(slot) = self.targets.take(cleared.target.as_deref()) else {
             metrics::counter!("worker_held_by_busy_target_total").increment(1);
             held.hold(cleared.message_id, cleared.payload, TARGET_BUSY);
             return None;
         };
-        Some(flights.spawn(self.clone().fly(cleared, slot, permit)).id())
+        let worker = self.clone();
+        Some(
+            flights
+                .spawn(async move {
+                    let flight = worker.fly(cleared, slot).await;
+                    drop(permit);
+                    flight
+                })
+                .id(),
+        )
     }
 
     /// Delivers one cleared job, updates its action's breaker, and decides what comes next.
     /// Returns the message id with the outcome, to record.
-    async fn fly(self, cleared: Cleared, slot: Slot, permit: OwnedSemaphorePermit) -> Flight {
-        let Cleared { message_id, payload, job, action, number, secrets, breaker, probe } = cleared;
+    async fn fly(&self, cleared: Cleared, slot: Slot) -> Flight {
+        let Cleared { message_id, payload, job, action, number, secrets, breaker, probe, .. } = cleared;
         let span = tracing::info_span!("job", job.id = %job.job_id, trigger.id = %job.trigger.id, action.kind = job.kind().as_str());
         let landed = async {
             let attempt = match self.attempt(&job, action, &secrets).await? {
                 Step::Attempted(attempt) => attempt,
                 Step::Hold(wait) => return Ok(Landed::Held { payload, wait }),
             };
-            // The target is done with it: the next delivery may go.
-            drop((slot, permit));
+            // The target is done with it: its next delivery may go.
+            drop(slot);
             let action_id = job.action.id;
             match attempt.verdict {
                 // An answer, even a no, shows the target is up; a rejected request says
@@ -391,67 +459,59 @@ impl Worker {
     ) -> Result<(), WorkerError> {
         queue.ensure_group().await?;
         let mut reader = Some(queue.reader().await?);
-        let mut flights: JoinSet<Flight> = JoinSet::new();
-        // The message of each delivery in flight, by task.
-        let mut flying: HashMap<tokio::task::Id, String> = HashMap::new();
-        // Cleared jobs waiting for room.
-        let mut waiting: VecDeque<Cleared> = VecDeque::new();
+        let shared = Shared {
+            waiting: Arc::default(),
+            holding: Arc::default(),
+            outcomes: outcomes.clone(),
+            lane_ended: Arc::default(),
+        };
+        // The lanes: each delivers jobs one after the other while there are jobs it may take.
+        let mut lanes: JoinSet<()> = JoinSet::new();
         // The next batch, read and prepared while the current one is delivered.
         let mut fetching: Option<JoinHandle<Fetched>> = None;
-        // A place among the deliveries in flight taken but not used yet.
-        let mut spare: Option<OwnedSemaphorePermit> = None;
         let renew_every = self.settings.claim_idle / 3;
         let mut renewed = Instant::now();
         let mut reclaimed = Instant::now();
         let result = loop {
-            // Room first to those waiting, in the order they came; a job whose target has
-            // its share in flight keeps its place, and the jobs behind it go first.
-            let mut blocked = VecDeque::new();
-            while !waiting.is_empty() {
-                let Some(permit) = spare.take().or_else(|| self.in_flight.clone().try_acquire_owned().ok()) else {
-                    break;
-                };
-                let Some(cleared) = waiting.pop_front() else {
-                    spare = Some(permit);
-                    break;
-                };
-                let Some(slot) = self.targets.take(cleared.action.as_ref().ok()) else {
-                    blocked.push_back(cleared);
-                    spare = Some(permit);
-                    continue;
-                };
-                let message_id = cleared.message_id.clone();
-                let task = flights.spawn(self.clone().fly(cleared, slot, permit));
-                flying.insert(task.id(), message_id);
+            // A lane for each job that may go, while there are places.
+            while let Some(permit) =
+                shared.has_runnable(&self.targets).then(|| self.in_flight.clone().try_acquire_owned().ok()).flatten()
+            {
+                match shared.next(&self.targets) {
+                    Some((cleared, slot)) => {
+                        lanes.spawn(self.clone().lane(shared.clone(), cleared, slot, permit));
+                    }
+                    None => break,
+                }
             }
-            // A place nothing can use yet goes back to the others.
-            let runnable = !waiting.is_empty();
-            blocked.append(&mut waiting);
-            waiting = blocked;
-            if !runnable {
-                spare = None;
-            }
+            while lanes.try_join_next().is_some() {}
+            let (queued, runnable) = {
+                let waiting = shared.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+                (waiting.len(), waiting.iter().any(|c| self.targets.has_room(c.target.as_deref())))
+            };
             // Held here, the jobs of busy targets cost nothing; past a bound, the oldest come
             // back later through the retry set instead.
-            let mut held = Done::default();
-            while waiting.len() > MAX_WAITING {
-                let Some(cleared) = waiting.pop_front() else { break };
-                metrics::counter!("worker_held_by_busy_target_total").increment(1);
-                held.hold(cleared.message_id, cleared.payload, TARGET_BUSY);
+            if queued > MAX_WAITING {
+                let mut held = Done::default();
+                let mut waiting = shared.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+                while waiting.len() > MAX_WAITING {
+                    let Some(cleared) = waiting.pop_front() else { break };
+                    metrics::counter!("worker_held_by_busy_target_total").increment(1);
+                    held.hold(cleared.message_id, cleared.payload, TARGET_BUSY);
+                }
+                drop(waiting);
+                send(outcomes, held);
             }
-            send(outcomes, held);
-            // Running low (or only jobs of busy targets left): fetch the next batch.
-            let low = waiting.len() < BATCH / 2 || (!runnable && self.in_flight.available_permits() > 0);
+            // Running low, or nothing here may go: fetch the next batch.
             if fetching.is_none()
-                && low
+                && (queued < BATCH / 2 || !runnable)
                 && let Some(conn) = reader.take()
             {
                 let reclaim = reclaimed.elapsed() >= self.settings.claim_idle / 2;
                 if reclaim {
                     reclaimed = Instant::now();
                 }
-                let idle = flights.is_empty() && waiting.is_empty();
-                let wait = if idle { Duration::from_millis(1_000) } else { IN_FLIGHT_POLL };
+                let wait = if lanes.is_empty() && queued == 0 { Duration::from_millis(1_000) } else { IN_FLIGHT_POLL };
                 fetching = Some(tokio::spawn(self.clone().fetch(queue.clone(), conn, reclaim, wait)));
             }
             tokio::select! {
@@ -466,34 +526,31 @@ impl Worker {
                         Ok((conn, Ok((done, cleared)))) => {
                             reader = Some(conn);
                             send(outcomes, done);
-                            waiting.extend(cleared);
+                            shared.waiting.lock().unwrap_or_else(PoisonError::into_inner).extend(cleared);
                         }
                         Ok((_, Err(err))) => break Err(err),
                         Err(join) => {
                             tracing::error!(error = %join, "reading messages ended abnormally");
-                            reader = Some(queue.reader().await?);
+                            match queue.reader().await {
+                                Ok(conn) => reader = Some(conn),
+                                Err(err) => break Err(err.into()),
+                            }
                         }
                     }
                 }
+                // A place freed: a lane starts with it, here and now (given back, it would go
+                // to the next consumer waiting, and so on round).
                 permit = self.in_flight.clone().acquire_owned(), if runnable => {
-                    spare = permit.ok();
+                    if let (Ok(permit), Some((cleared, slot))) = (permit, shared.next(&self.targets)) {
+                        lanes.spawn(self.clone().lane(shared.clone(), cleared, slot, permit));
+                    }
                 }
-                Some(landed) = flights.join_next_with_id(), if !flights.is_empty() => {
-                    let mut done = Done::default();
-                    done.land_with_id(landed, &mut flying);
-                    send(outcomes, done);
-                }
+                () = shared.lane_ended.notified(), if !lanes.is_empty() => {}
                 () = tokio::time::sleep(renew_every) => {}
             }
-            let mut done = Done::default();
-            while let Some(landed) = flights.try_join_next_with_id() {
-                done.land_with_id(landed, &mut flying);
-            }
-            send(outcomes, done);
             if renewed.elapsed() >= renew_every {
                 renewed = Instant::now();
-                let held: Vec<String> =
-                    flying.values().cloned().chain(waiting.iter().map(|c| c.message_id.clone())).collect();
+                let held = shared.held_messages();
                 if let Err(err) = queue.renew(&held).await {
                     break Err(err.into());
                 }
@@ -502,7 +559,29 @@ impl Worker {
         if let Some(fetching) = fetching {
             fetching.abort();
         }
+        // Dropping the lanes stops deliveries in flight: their messages come back.
+        drop(lanes);
         result
+    }
+
+    /// One lane: delivers `cleared`, then each next job waiting that may go, one after the
+    /// other, holding its place among the deliveries in flight all along, and hands every
+    /// outcome to the recorder as it lands.
+    async fn lane(self, shared: Shared, mut cleared: Cleared, mut slot: Slot, permit: OwnedSemaphorePermit) {
+        loop {
+            let holding = shared.hold(&cleared.message_id);
+            let flight = self.fly(cleared, slot).await;
+            let mut done = Done::default();
+            done.land(Ok(flight));
+            send(&shared.outcomes, done);
+            drop(holding);
+            match shared.next(&self.targets) {
+                Some((next, next_slot)) => (cleared, slot) = (next, next_slot),
+                None => break,
+            }
+        }
+        drop(permit);
+        shared.lane_ended.notify_one();
     }
 
     /// Reads the next batch (taking over messages of dead consumers first when `reclaim`),
@@ -578,20 +657,6 @@ impl Done {
             }
             Err(join) => tracing::error!(error = %join, "a delivery task ended abnormally; its message comes back"),
         }
-    }
-
-    /// [`Done::land`] for a task of a consumer, which stops renewing the task's message.
-    fn land_with_id(
-        &mut self,
-        landed: Result<(tokio::task::Id, Flight), JoinError>,
-        messages: &mut HashMap<tokio::task::Id, String>,
-    ) {
-        let id = match &landed {
-            Ok((id, _)) => *id,
-            Err(join) => join.id(),
-        };
-        messages.remove(&id);
-        self.land(landed.map(|(_, outcome)| outcome));
     }
 }
 
@@ -680,7 +745,7 @@ fn due_in(wait: Duration) -> i64 {
 }
 
 /// Consumers per action kind in a process: while one prepares or records, another reads.
-const CONSUMERS: usize = 2;
+pub const CONSUMERS: usize = 2;
 
 /// Runs the consumers and housekeeping of every kind this version delivers, until dropped.
 pub async fn run(pool: PgPool, redis: RedisHandle, settings: Settings) -> Result<(), reqwest::Error> {
