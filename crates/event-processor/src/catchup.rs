@@ -29,6 +29,32 @@ use crate::warm::ScopeFilter;
 /// of its id): see [`crate::warming`].
 pub const LOCK_SPACE: i32 = 8_004;
 
+/// The leader a catch-up's writes require: the backend pid of the connection that holds the
+/// processor's leader lock ([`crate::service::LEADER_LOCK`]). A processor that lost the lead
+/// (its lock connection gone, another processor leading) can no longer commit a warming or a
+/// catch-up, as it can no longer move the cursor. `None` (a processor run directly, as in
+/// tests) checks nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Fence(pub Option<i32>);
+
+impl Fence {
+    /// Fails with [`CursorError::Moved`] when the lead was lost; run inside the transaction
+    /// whose commit it guards.
+    pub async fn check(self, conn: &mut PgConnection) -> Result<(), CursorError> {
+        let Some(pid) = self.0 else { return Ok(()) };
+        let held: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks
+                            WHERE locktype = 'advisory' AND granted AND pid = $1
+                              AND classid::int8 = $2 >> 32 AND objid::int8 = $2 & 4294967295 AND objsubid = 1)",
+        )
+        .bind(pid)
+        .bind(crate::service::LEADER_LOCK)
+        .fetch_one(conn)
+        .await?;
+        if held { Ok(()) } else { Err(CursorError::Moved) }
+    }
+}
+
 /// Every trigger that is catching up, with its position.
 pub async fn positions(pool: &PgPool) -> Result<HashMap<TriggerId, Cursor>, CursorError> {
     let rows: Vec<(TriggerId, String, i64)> =
@@ -53,12 +79,13 @@ fn parse_xid(text: &str) -> Result<u64, CursorError> {
 /// Takes `trigger` out of live processing at `at` (the processor's committed cursor), unless
 /// it is already catching up: then its earlier position stands, since its states are current
 /// only up to there. Returns the position, `None` when the trigger was deleted meanwhile.
-pub async fn begin(pool: &PgPool, trigger: TriggerId, at: Cursor) -> Result<Option<Cursor>, CursorError> {
+pub async fn begin(pool: &PgPool, trigger: TriggerId, at: Cursor, fence: Fence) -> Result<Option<Cursor>, CursorError> {
     let mut tx = pool.begin().await?;
     let (live, _) = shared::store::triggers::lock_existing(&mut tx, &[trigger.0], &[]).await?;
     if live.is_empty() {
         return Ok(None);
     }
+    fence.check(&mut tx).await?;
     sqlx::query(
         "INSERT INTO trigger_catch_up (trigger_id, last_xid, last_id) VALUES ($1, $2::text::xid8, $3)
          ON CONFLICT (trigger_id) DO NOTHING",
@@ -91,15 +118,18 @@ async fn advance(conn: &mut PgConnection, trigger: TriggerId, from: Cursor, to: 
 }
 
 /// Ends the catch-up of `trigger`, which must be at `at`: from here live processing owns it.
-pub async fn finish(pool: &PgPool, trigger: TriggerId, at: Cursor) -> Result<(), CursorError> {
+pub async fn finish(pool: &PgPool, trigger: TriggerId, at: Cursor, fence: Fence) -> Result<(), CursorError> {
+    let mut tx = pool.begin().await?;
+    fence.check(&mut tx).await?;
     let done = sqlx::query(
         "DELETE FROM trigger_catch_up WHERE trigger_id = $1 AND last_xid = $2::text::xid8 AND last_id = $3",
     )
     .bind(trigger)
     .bind(at.xid.to_string())
     .bind(at.id)
-    .execute(pool)
+    .execute(&mut *tx)
     .await?;
+    tx.commit().await?;
     if done.rows_affected() == 1 {
         return Ok(());
     }
@@ -133,6 +163,7 @@ pub struct CatchUp {
     /// The events one chunk reads at most.
     chunk: usize,
     max_window_entries: usize,
+    fence: Fence,
 }
 
 /// What one [`CatchUp::to`] did.
@@ -149,7 +180,7 @@ pub struct Progress {
 }
 
 impl CatchUp {
-    pub fn new(trigger: Arc<LoadedTrigger>, chunk: usize, max_window_entries: usize) -> Self {
+    pub fn new(trigger: Arc<LoadedTrigger>, chunk: usize, max_window_entries: usize, fence: Fence) -> Self {
         Self {
             index: TriggerIndex::build([&trigger]),
             filter: ScopeFilter::of(&trigger),
@@ -158,6 +189,7 @@ impl CatchUp {
             cooldowns: CooldownCache::default(),
             chunk: chunk.max(1),
             max_window_entries,
+            fence,
         }
     }
 
@@ -216,6 +248,7 @@ impl CatchUp {
             self.cooldowns.take_dirty().write(&mut tx).await?;
             let committed = outbox::insert(&mut tx, &decisions.outbox).await?;
             advance(&mut tx, self.trigger.id, from, to).await?;
+            self.fence.check(&mut tx).await?;
             tx.commit().await?;
 
             if !committed.is_empty() {

@@ -36,6 +36,8 @@ pub struct Settings {
     pub relay_batch_size: usize,
     /// What the maintenance loop deletes, and how often.
     pub retention: Retention,
+    /// The leader lock that warming and catch-up writes require (set by the service).
+    pub fence: crate::catchup::Fence,
 }
 
 /// How long finished work is kept (see [`crate::retention`]).
@@ -102,6 +104,7 @@ impl Default for Settings {
             max_window_entries: 10_000,
             relay_batch_size: 500,
             retention: Retention::default(),
+            fence: crate::catchup::Fence::default(),
         }
     }
 }
@@ -149,6 +152,7 @@ impl ProcessorConfig {
                 max_window_entries: entries.max(1),
                 relay_batch_size: defaults.relay_batch_size,
                 retention,
+                fence: crate::catchup::Fence::default(),
             },
             metrics_addr,
         };

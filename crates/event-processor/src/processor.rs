@@ -320,8 +320,12 @@ impl Processor {
                 // Changed or removed since it started: its newer version has its own way in.
                 continue;
             }
-            let mut catch_up =
-                CatchUp::new(trigger.clone(), self.settings.batch_size, self.settings.max_window_entries);
+            let mut catch_up = CatchUp::new(
+                trigger.clone(),
+                self.settings.batch_size,
+                self.settings.max_window_entries,
+                self.settings.fence,
+            );
             let hand_off = self.hand_off.as_ref();
             let progress =
                 catch_up.to(&self.pool, at, cursor, FINAL_CHUNKS, |jobs| crate::relay::hand(hand_off, jobs)).await?;
@@ -334,7 +338,7 @@ impl Processor {
                 self.warming.start(trigger, cursor).await?;
                 continue;
             }
-            catchup::finish(&self.pool, trigger.id, cursor).await?;
+            catchup::finish(&self.pool, trigger.id, cursor, self.settings.fence).await?;
             // The caches may hold states of its earlier version.
             self.states.clear();
             self.cooldowns.clear();

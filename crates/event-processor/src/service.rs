@@ -17,7 +17,7 @@ use crate::processor::Processor;
 use crate::relay::{HAND_OFF_BATCHES, Relay};
 
 /// The advisory lock that makes one processor the active one; others wait as standbys.
-const LEADER_LOCK: i64 = 8_004_003;
+pub const LEADER_LOCK: i64 = 8_004_003;
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// Triggers are re-read this often even without a `trigger_changed` notification.
 const TRIGGER_REFRESH: Duration = Duration::from_secs(5);
@@ -90,6 +90,9 @@ async fn lead(
     let mut listener = PgListener::connect_with(pool).await?;
     listener.listen_all(["new_event", "trigger_changed"]).await?;
 
+    // What the processor commits outside the cursor's own check is fenced by this lock.
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut lock_conn).await?;
+    let settings = Settings { fence: crate::catchup::Fence(Some(pid)), ..settings.clone() };
     let mut processor = Processor::new(pool.clone(), settings.clone()).hand_off_to(hand_off);
     processor.refresh_triggers().await?;
     let warmed = processor.warming_finished();

@@ -12,7 +12,9 @@ use shared::trigger::{Aggregate, Per};
 use sqlx::{PgConnection, PgPool};
 
 use crate::aggregates::AggregateState;
-use crate::cursor::{Cursor, CursorRow};
+use crate::catchup::Fence;
+use crate::config::Settings;
+use crate::cursor::{Cursor, CursorError, CursorRow};
 use crate::state::{WARMED_MARKER, upsert_states};
 use crate::triggers::LoadedTrigger;
 
@@ -49,18 +51,19 @@ pub async fn unwarmed<'t>(pool: &PgPool, trigger: &'t LoadedTrigger) -> Result<V
 /// writes every key again from the same history, so an aggregate ends warmed exactly once.
 /// A trigger deleted meanwhile stops the warming at the next page. The pages stop once
 /// `max_events` events were replayed: the keys of the agents after that start empty, so no
-/// trigger's warming reads more than that much history.
+/// trigger's warming reads more than that much history. (`per_key`, `max_events`,
+/// `max_window_entries` and the leader `fence` come from `settings`.)
 pub async fn warm(
     pool: &PgPool,
     trigger: &LoadedTrigger,
     aggregates: &[&Aggregate],
     cursor: Cursor,
-    per_key: u32,
-    max_events: usize,
-    max_window_entries: usize,
-) -> Result<usize, sqlx::Error> {
+    settings: &Settings,
+) -> Result<usize, CursorError> {
+    let (per_key, max_events) = (settings.warm_events_per_key, settings.warm_max_events);
+    let (max_window_entries, fence) = (settings.max_window_entries, settings.fence);
     let current: Vec<String> = trigger.rule.aggregates.iter().map(|a| a.id.clone()).collect();
-    let Some(mut tx) = begin_if_live(pool, trigger).await? else { return Ok(0) };
+    let Some(mut tx) = begin_if_live(pool, trigger, fence).await? else { return Ok(0) };
     sqlx::query("DELETE FROM aggregate_state WHERE trigger_id = $1 AND NOT (aggregate = ANY($2))")
         .bind(trigger.id)
         .bind(&current)
@@ -75,7 +78,7 @@ pub async fn warm(
             // One key for the whole trigger: its latest `per_key` events.
             let events =
                 history(&mut *pool.acquire().await?, trigger, &filter, &filter.agents, "0", cursor, per_key).await?;
-            let Some(mut tx) = begin_if_live(pool, trigger).await? else { return Ok(replayed.events) };
+            let Some(mut tx) = begin_if_live(pool, trigger, fence).await? else { return Ok(replayed.events) };
             replay(&mut tx, trigger, aggregates, &events, max_window_entries, &mut replayed).await?;
             tx.commit().await?;
         } else {
@@ -89,7 +92,7 @@ pub async fn warm(
                 let Some(last) = page.last().cloned() else { break };
                 let events = history(&mut conn, trigger, &filter, &page, "chain_id, agent_id", cursor, per_key).await?;
                 drop(conn);
-                let Some(mut tx) = begin_if_live(pool, trigger).await? else { return Ok(replayed.events) };
+                let Some(mut tx) = begin_if_live(pool, trigger, fence).await? else { return Ok(replayed.events) };
                 replay(&mut tx, trigger, aggregates, &events, max_window_entries, &mut replayed).await?;
                 tx.commit().await?;
                 if page.len() < agents_per_page as usize {
@@ -106,7 +109,7 @@ pub async fn warm(
         }
     }
 
-    let Some(mut tx) = begin_if_live(pool, trigger).await? else { return Ok(replayed.events) };
+    let Some(mut tx) = begin_if_live(pool, trigger, fence).await? else { return Ok(replayed.events) };
     let n = aggregates.len();
     upsert_states(
         &mut tx,
@@ -128,10 +131,15 @@ pub async fn warm(
 async fn begin_if_live(
     pool: &PgPool,
     trigger: &LoadedTrigger,
-) -> Result<Option<sqlx::Transaction<'static, sqlx::Postgres>>, sqlx::Error> {
+    fence: Fence,
+) -> Result<Option<sqlx::Transaction<'static, sqlx::Postgres>>, CursorError> {
     let mut tx = pool.begin().await?;
     let (live, _) = shared::store::triggers::lock_existing(&mut tx, &[trigger.id.0], &[]).await?;
-    Ok((!live.is_empty()).then_some(tx))
+    if live.is_empty() {
+        return Ok(None);
+    }
+    fence.check(&mut tx).await?;
+    Ok(Some(tx))
 }
 
 /// What the pages replayed so far.

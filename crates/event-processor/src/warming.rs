@@ -129,7 +129,9 @@ impl Warming {
 
     async fn launch(&mut self, trigger: Arc<LoadedTrigger>, cursor: Cursor, failures: u32) -> Result<(), ProcessError> {
         // Out of live processing from here, durably, before the cursor moves on.
-        let Some(from) = catchup::begin(&self.pool, trigger.id, cursor).await? else { return Ok(()) };
+        let Some(from) = catchup::begin(&self.pool, trigger.id, cursor, self.settings.fence).await? else {
+            return Ok(());
+        };
         let way_in = way_in(
             self.pool.clone(),
             trigger.clone(),
@@ -250,21 +252,13 @@ async fn way_in(
     }
     let pending = warm::unwarmed(&pool, &trigger).await?;
     if !pending.is_empty() {
-        let replayed = warm::warm(
-            &pool,
-            &trigger,
-            &pending,
-            from,
-            settings.warm_events_per_key,
-            settings.warm_max_events,
-            settings.max_window_entries,
-        )
-        .await?;
+        let replayed = warm::warm(&pool, &trigger, &pending, from, &settings).await?;
         tracing::info!(trigger.id = %trigger.id, aggregates = pending.len(), events = replayed, "warmed aggregates");
     }
     let mut at = from;
     if settings.warm_in_background {
-        let mut catch_up = CatchUp::new(trigger.clone(), settings.batch_size, settings.max_window_entries);
+        let mut catch_up =
+            CatchUp::new(trigger.clone(), settings.batch_size, settings.max_window_entries, settings.fence);
         loop {
             let target = cursor::load(&pool).await?;
             if target <= at {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{Bench, long_ago, webhook};
-use event_processor::catchup::{self, CatchUp};
+use event_processor::catchup::{self, CatchUp, Fence};
 use event_processor::cursor::{self, CursorError};
 use event_processor::{Processor, Settings};
 use serde_json::json;
@@ -260,7 +260,7 @@ async fn a_catch_up_cut_in_two_resumes_where_its_last_chunk_committed() {
     );
     // The trigger catches up from the start of the store.
     let start = cursor::load(&bench.db.pool).await.unwrap();
-    assert_eq!(catchup::begin(&bench.db.pool, trigger, start).await.unwrap(), Some(start));
+    assert_eq!(catchup::begin(&bench.db.pool, trigger, start, Fence::default()).await.unwrap(), Some(start));
     bench.insert(&history()).await;
     let mut processor = Processor::new(bench.db.pool.clone(), Bench::settings(100));
     bench.settle(&mut processor).await;
@@ -274,21 +274,23 @@ async fn a_catch_up_cut_in_two_resumes_where_its_last_chunk_committed() {
 
     // Chunks of four events: the first part commits three chunks, then the task "crashes".
     let mut jobs = Vec::new();
-    let first = CatchUp::new(loaded.clone(), 4, 100)
+    let first = CatchUp::new(loaded.clone(), 4, 100, Fence::default())
         .to(&bench.db.pool, start, middle, usize::MAX, |committed| jobs.push(committed.len()))
         .await
         .unwrap();
     assert_eq!((first.events, first.fires, first.live, first.reached), (10, 10, true, middle));
     assert_eq!(jobs, [4, 4, 2], "one job per firing, handed over chunk by chunk");
     // A stale catch-up from the old position can no longer commit.
-    let stale = CatchUp::new(loaded.clone(), 4, 100).to(&bench.db.pool, start, end, usize::MAX, drop).await;
+    let stale =
+        CatchUp::new(loaded.clone(), 4, 100, Fence::default()).to(&bench.db.pool, start, end, usize::MAX, drop).await;
     assert!(matches!(stale, Err(CursorError::Moved)), "{stale:?}");
     let position = catchup::position(&mut bench.db.pool.acquire().await.unwrap(), trigger).await.unwrap();
     assert_eq!(position, Some(middle));
 
-    let second = CatchUp::new(loaded, 4, 100).to(&bench.db.pool, middle, end, usize::MAX, drop).await.unwrap();
+    let second =
+        CatchUp::new(loaded, 4, 100, Fence::default()).to(&bench.db.pool, middle, end, usize::MAX, drop).await.unwrap();
     assert_eq!((second.events, second.fires), (5, 5));
-    catchup::finish(&bench.db.pool, trigger, end).await.unwrap();
+    catchup::finish(&bench.db.pool, trigger, end, Fence::default()).await.unwrap();
     assert_eq!(catching_up(&bench).await, 0);
 
     // Every event fired once, and each agent's EMA saw each of its feedbacks once.
@@ -298,4 +300,42 @@ async fn a_catch_up_cut_in_two_resumes_where_its_last_chunk_committed() {
     let states = bench.states().await;
     assert_eq!(states.len(), 5);
     assert!(states.values().all(|s| s == &json!({"t": "ema", "value": "22.5", "samples": 3})), "{states:?}");
+}
+
+#[tokio::test]
+async fn a_processor_that_lost_the_lead_commits_no_catch_up() {
+    let bench = Bench::new().await;
+    let ema = json!({"ema": {"field": "value", "window": 3, "as": "e"}, "op": "lt", "value": 1000});
+    let (trigger, _) = bench.trigger(webhook("ema", json!({}), ema), long_ago()).await;
+    let loaded = Arc::new(
+        event_processor::triggers::load(&bench.db.pool, bench.user, trigger).await.unwrap().expect("the trigger"),
+    );
+    let start = cursor::load(&bench.db.pool).await.unwrap();
+    catchup::begin(&bench.db.pool, trigger, start, Fence::default()).await.unwrap();
+    bench.insert(&history()).await;
+    let mut processor = Processor::new(bench.db.pool.clone(), Bench::settings(100));
+    bench.settle(&mut processor).await;
+    let end = processor.position().unwrap();
+
+    // The leader's lock, held on a connection of its own as the service holds it.
+    let mut lock = PgConnection::connect_with(&bench.db.pool.connect_options()).await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(event_processor::service::LEADER_LOCK)
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut lock).await.unwrap();
+    let fence = Fence(Some(pid));
+    let mut catch_up = CatchUp::new(loaded.clone(), 4, 100, fence);
+    let first = catch_up.to(&bench.db.pool, start, end, 1, drop).await.unwrap();
+    assert_eq!(first.events, 4, "one chunk while it leads");
+
+    // The lock connection is gone: the lead is lost, and nothing more commits.
+    lock.close().await.unwrap();
+    let lost = CatchUp::new(loaded, 4, 100, fence).to(&bench.db.pool, first.reached, end, usize::MAX, drop).await;
+    assert!(matches!(lost, Err(CursorError::Moved)), "{lost:?}");
+    let position = catchup::position(&mut bench.db.pool.acquire().await.unwrap(), trigger).await.unwrap();
+    assert_eq!(position, Some(first.reached));
+    assert_eq!(bench.fired().await.len(), 4, "only the first chunk fired");
+    assert!(catchup::finish(&bench.db.pool, trigger, end, fence).await.is_err());
 }

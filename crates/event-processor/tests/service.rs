@@ -94,6 +94,18 @@ async fn a_trigger_warming_in_the_background_goes_live_by_itself() {
 
     let ema = json!({"ema": {"field": "value", "window": 3, "as": "e"}, "op": "gte", "value": 0});
     let (trigger, _) = bench.trigger(webhook("ema", json!({}), ema), testkit::fixtures::block_time(100)).await;
+    // An event processed before the processor has read the new trigger never reaches it:
+    // wait until it has (its aggregate warmed), then send the one that must fire it.
+    wait::until("the trigger to be warmed", DEADLINE, || async {
+        let warmed: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM aggregate_state WHERE trigger_id = $1 AND key = '#warmed'")
+                .bind(trigger)
+                .fetch_one(&bench.db.pool)
+                .await
+                .unwrap();
+        (warmed > 0).then_some(())
+    })
+    .await;
     bench.insert(&[feedback(200, 0, 1, 40, 0, "a")]).await;
     let job = wait::until("the warmed trigger's job", DEADLINE, || async {
         bench.stream(ActionKind::Webhook).await.into_iter().find(|j| j.trigger.id == trigger)
@@ -115,8 +127,9 @@ async fn redis_restarting_empty_loses_no_job() {
     let bench = Bench::new().await;
     let mut server = RedisServer::start().await;
     let redis = RedisConfig::for_url(&server.url(), "t:");
-    let service = spawn_service(bench.db.pool.clone(), &redis);
+    // The trigger exists before the processor starts, so it is read before any event.
     bench.trigger(webhook("all", json!({}), json!({"field": "value", "op": "gte", "value": 0})), long_ago()).await;
+    let service = spawn_service(bench.db.pool.clone(), &redis);
 
     bench.insert(&(0..20).map(|i| feedback(1, i, 1, 1, 0, "a")).collect::<Vec<_>>()).await;
     wait::until("the first jobs in Redis", DEADLINE, || async { (stream_ids(&redis).await.len() == 20).then_some(()) })
@@ -144,8 +157,8 @@ async fn jobs_committed_while_redis_is_away_are_pushed_once_each_when_it_returns
     let bench = Bench::new().await;
     let mut server = RedisServer::start().await;
     let redis = RedisConfig::for_url(&server.url(), "t:");
-    let service = spawn_service(bench.db.pool.clone(), &redis);
     bench.trigger(webhook("all", json!({}), json!({"field": "value", "op": "gte", "value": 0})), long_ago()).await;
+    let service = spawn_service(bench.db.pool.clone(), &redis);
     bench.insert(&[feedback(1, 0, 1, 1, 0, "a")]).await;
     wait::until("the first job in Redis", DEADLINE, || async { (stream_ids(&redis).await.len() == 1).then_some(()) })
         .await;
@@ -184,8 +197,8 @@ async fn postgres_going_away_pauses_and_then_resumes_without_loss() {
     let through_proxy =
         DatabaseConfig::new(testkit::database::admin_options().port(proxy.port()).database(bench.db.name()));
     let pool = shared::db::connect_lazy(&through_proxy);
-    let service = spawn_service(pool, &bench.redis);
     bench.trigger(webhook("all", json!({}), json!({"field": "value", "op": "gte", "value": 0})), long_ago()).await;
+    let service = spawn_service(pool, &bench.redis);
 
     bench.insert(&(0..10).map(|i| feedback(1, i, 1, 1, 0, "a")).collect::<Vec<_>>()).await;
     wait::until("jobs before the outage", DEADLINE, || async {
