@@ -2,7 +2,7 @@
 //! attempt, then acknowledge, reschedule or dead-letter. A retry is a scheduled message,
 //! never a sleep.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -67,6 +67,19 @@ pub struct Worker {
     in_flight: Arc<Semaphore>,
     /// Each target's share of them.
     targets: Targets,
+    /// The jobs this process holds.
+    held: Arc<Held>,
+    /// What this process learnt of breakers since it read them.
+    breakers: Arc<std::sync::Mutex<HashMap<ActionId, Learnt>>>,
+}
+
+/// A breaker as this process's deliveries left it.
+#[derive(Debug, Default, Clone, Copy)]
+struct Learnt {
+    /// Opened by one of them, until then.
+    open_until: Option<Instant>,
+    /// A failure counted since the breaker was read: the next success must reset it.
+    failed: bool,
 }
 
 /// A job cleared for delivery: everything its own task needs.
@@ -77,6 +90,8 @@ struct Cleared {
     action: Result<Action, String>,
     /// Where it goes, as its target's share is counted.
     target: Option<String>,
+    /// Held by the process until its outcome is acknowledged.
+    hold: Option<Hold>,
     /// The attempt this delivery is.
     number: i32,
     secrets: serde_json::Value,
@@ -90,8 +105,6 @@ struct Cleared {
 struct Shared {
     /// Cleared jobs waiting for a lane, in the order they came.
     waiting: Arc<std::sync::Mutex<VecDeque<Cleared>>>,
-    /// The messages of the deliveries in flight.
-    holding: Arc<std::sync::Mutex<HashSet<String>>>,
     outcomes: mpsc::UnboundedSender<Done>,
     /// Rung when a lane ends.
     lane_ended: Arc<tokio::sync::Notify>,
@@ -113,30 +126,44 @@ impl Shared {
         let (at, slot) = waiting.iter().enumerate().find_map(|(i, c)| Some((i, targets.take(c.target.as_deref())?)))?;
         Some((waiting.remove(at)?, slot))
     }
+}
 
-    /// Marks `message` in flight until the guard is dropped (also when its lane dies).
-    fn hold(&self, message: &str) -> Holding {
-        self.holding.lock().unwrap_or_else(PoisonError::into_inner).insert(message.to_owned());
-        Holding { holding: self.holding.clone(), message: message.to_owned() }
+/// The jobs this process holds, from the moment one is cleared for delivery until its
+/// outcome is recorded and its message acknowledged (or it goes back to the queue): their
+/// messages are renewed meanwhile, and another copy of one of them (pushed again) is dropped
+/// as a duplicate instead of being delivered a second time.
+#[derive(Default)]
+struct Held {
+    messages: std::sync::Mutex<HashSet<String>>,
+    jobs: std::sync::Mutex<HashSet<uuid::Uuid>>,
+}
+
+impl Held {
+    /// Holds `job` (read as `message`), or `None` when this process already holds it.
+    fn take(self: &Arc<Self>, message: &str, job: uuid::Uuid) -> Option<Hold> {
+        if !self.jobs.lock().unwrap_or_else(PoisonError::into_inner).insert(job) {
+            return None;
+        }
+        self.messages.lock().unwrap_or_else(PoisonError::into_inner).insert(message.to_owned());
+        Some(Hold { held: self.clone(), message: message.to_owned(), job })
     }
 
-    /// Every message held: in flight or waiting.
-    fn held_messages(&self) -> Vec<String> {
-        let mut held: Vec<String> =
-            self.holding.lock().unwrap_or_else(PoisonError::into_inner).iter().cloned().collect();
-        held.extend(self.waiting.lock().unwrap_or_else(PoisonError::into_inner).iter().map(|c| c.message_id.clone()));
-        held
+    fn messages(&self) -> Vec<String> {
+        self.messages.lock().unwrap_or_else(PoisonError::into_inner).iter().cloned().collect()
     }
 }
 
-struct Holding {
-    holding: Arc<std::sync::Mutex<HashSet<String>>>,
+/// One job held; let go when dropped (also when its lane dies).
+struct Hold {
+    held: Arc<Held>,
     message: String,
+    job: uuid::Uuid,
 }
 
-impl Drop for Holding {
+impl Drop for Hold {
     fn drop(&mut self) {
-        self.holding.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.message);
+        self.held.messages.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.message);
+        self.held.jobs.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.job);
     }
 }
 
@@ -177,7 +204,19 @@ impl Worker {
         let mcp = McpClients::new(settings.address_policy.clone())?;
         let in_flight = Arc::new(Semaphore::new(settings.concurrency.max(1)));
         let targets = Targets::new(settings.per_target);
-        Ok(Self { pool, settings, webhooks, telegram, mcp, kind, redis, in_flight, targets })
+        Ok(Self {
+            pool,
+            settings,
+            webhooks,
+            telegram,
+            mcp,
+            kind,
+            redis,
+            in_flight,
+            targets,
+            held: Arc::default(),
+            breakers: Arc::default(),
+        })
     }
 
     /// The queue of consumer `index` of this process.
@@ -197,12 +236,30 @@ impl Worker {
     pub async fn handle_batch(&self, queue: &Queue, messages: Vec<Message>) -> Result<(), WorkerError> {
         let (mut done, cleared) = self.prepare(messages).await?;
         let mut flights = JoinSet::new();
-        for cleared in cleared {
+        for mut cleared in cleared {
             let Ok(permit) = self.in_flight.clone().acquire_owned().await else { break };
-            self.take_off(cleared, permit, &mut flights, &mut done);
+            let Some(slot) = self.targets.take(cleared.target.as_deref()) else {
+                metrics::counter!("worker_held_by_busy_target_total").increment(1);
+                done.holds.extend(cleared.hold.take());
+                done.hold(cleared.message_id, cleared.payload, TARGET_BUSY);
+                continue;
+            };
+            let worker = self.clone();
+            flights.spawn(async move {
+                let hold = cleared.hold.take();
+                let flight = worker.fly(cleared, slot).await;
+                drop(permit);
+                (flight, hold)
+            });
         }
         while let Some(landed) = flights.join_next().await {
-            done.land(landed);
+            match landed {
+                Ok((flight, hold)) => {
+                    done.land(Ok(flight));
+                    done.holds.extend(hold);
+                }
+                Err(join) => done.land(Err(join)),
+            }
         }
         finish(self.pool.clone(), queue.clone(), done).await
     }
@@ -274,12 +331,19 @@ impl Worker {
             let action: Result<Action, String> = serde_json::from_value(job.action.config.clone())
                 .map_err(|err| format!("the action's configuration is unreadable: {err}"));
             let target = action.as_ref().ok().and_then(crate::targets::target_of);
+            let Some(hold) = self.held.take(&message_id, job.job_id.0) else {
+                // Another copy of this job is waiting or in flight here: that one decides.
+                metrics::counter!("worker_duplicates_skipped_total").increment(1);
+                done.acks.push(message_id);
+                continue;
+            };
             cleared.push(Cleared {
                 message_id,
                 payload,
                 job,
                 action,
                 target,
+                hold: Some(hold),
                 number: state.attempts + 1,
                 secrets: state.secrets,
                 breaker,
@@ -289,60 +353,29 @@ impl Worker {
         Ok((done, cleared))
     }
 
-    /// Starts the delivery of `cleared` on a task of `flights`, with its place among the
-    /// deliveries in flight (`permit`), and returns the task's id; or, when its target
-    /// already has its share in flight, brings it back later (`held`) so the jobs of other
-    /// targets go first.
-    fn take_off(
-        &self,
-        cleared: Cleared,
-        permit: OwnedSemaphorePermit,
-        flights: &mut JoinSet<Flight>,
-        held: &mut Done,
-    ) -> Option<tokio::task::Id> {
-        let Some(slot) = self.targets.take(cleared.target.as_deref()) else {
-            metrics::counter!("worker_held_by_busy_target_total").increment(1);
-            held.hold(cleared.message_id, cleared.payload, TARGET_BUSY);
-            return None;
-        };
-        let worker = self.clone();
-        Some(
-            flights
-                .spawn(async move {
-                    let flight = worker.fly(cleared, slot).await;
-                    drop(permit);
-                    flight
-                })
-                .id(),
-        )
-    }
-
     /// Delivers one cleared job, updates its action's breaker, and decides what comes next.
     /// Returns the message id with the outcome, to record.
     async fn fly(&self, cleared: Cleared, slot: Slot) -> Flight {
         let Cleared { message_id, payload, job, action, number, secrets, breaker, probe, .. } = cleared;
         let span = tracing::info_span!("job", job.id = %job.job_id, trigger.id = %job.trigger.id, action.kind = job.kind().as_str());
         let landed = async {
+            let action_id = job.action.id;
+            // Opened by a delivery of this process since the batch was read: the job waits
+            // like one read while it is open, without spending an attempt.
+            if !probe && let Some(until) = self.learnt(action_id).open_until {
+                let wait = until.saturating_duration_since(Instant::now());
+                if !wait.is_zero() {
+                    metrics::counter!("worker_held_by_breaker_total").increment(1);
+                    return Ok(Landed::Held { payload, wait });
+                }
+            }
             let attempt = match self.attempt(&job, action, &secrets).await? {
                 Step::Attempted(attempt) => attempt,
                 Step::Hold(wait) => return Ok(Landed::Held { payload, wait }),
             };
             // The target is done with it: its next delivery may go.
             drop(slot);
-            let action_id = job.action.id;
-            match attempt.verdict {
-                // An answer, even a no, shows the target is up; a rejected request says
-                // nothing about its health.
-                Verdict::Delivered | Verdict::Rejected => {
-                    if breaker != (Status::Closed { clean: true }) {
-                        breaker::succeeded(&self.pool, action_id).await?;
-                    }
-                }
-                Verdict::Retry { .. } => {
-                    breaker::failed(&self.pool, action_id, probe, &self.settings.breaker).await?;
-                }
-                Verdict::Permanent => {}
-            }
+            self.update_breaker(action_id, breaker, probe, &attempt.verdict).await;
             let after = match attempt.verdict {
                 Verdict::Delivered => After::Delivered,
                 Verdict::Permanent => After::Failed,
@@ -365,6 +398,48 @@ impl Worker {
         .instrument(span)
         .await;
         (message_id, landed)
+    }
+
+    /// What this process learnt of `action`'s breaker.
+    fn learnt(&self, action: ActionId) -> Learnt {
+        self.breakers.lock().unwrap_or_else(PoisonError::into_inner).get(&action).copied().unwrap_or_default()
+    }
+
+    /// Counts an attempt in its action's breaker. The attempt happened whatever the breaker's
+    /// table says: a failure to update it is logged, and the outcome is recorded all the same.
+    async fn update_breaker(&self, action: ActionId, read: Status, probe: bool, verdict: &Verdict) {
+        let updated = match verdict {
+            // An answer, even a no, shows the target is up; a rejected request says nothing
+            // about its health.
+            Verdict::Delivered | Verdict::Rejected => {
+                let learnt = self.learnt(action);
+                if read != (Status::Closed { clean: true }) || learnt.failed || learnt.open_until.is_some() {
+                    let result = breaker::succeeded(&self.pool, action).await;
+                    if result.is_ok() {
+                        self.breakers.lock().unwrap_or_else(PoisonError::into_inner).remove(&action);
+                    }
+                    result
+                } else {
+                    Ok(())
+                }
+            }
+            Verdict::Retry { .. } => match breaker::failed(&self.pool, action, probe, &self.settings.breaker).await {
+                Ok(opened) => {
+                    let mut breakers = self.breakers.lock().unwrap_or_else(PoisonError::into_inner);
+                    let learnt = breakers.entry(action).or_default();
+                    learnt.failed = true;
+                    if opened {
+                        learnt.open_until = Some(Instant::now() + self.settings.breaker.open_for);
+                    }
+                    Ok(())
+                }
+                Err(err) => Err(err),
+            },
+            Verdict::Permanent => Ok(()),
+        };
+        if let Err(err) = updated {
+            tracing::warn!(action.id = %action, error = %err, "the breaker could not be updated");
+        }
     }
 
     async fn attempt(
@@ -459,12 +534,7 @@ impl Worker {
     ) -> Result<(), WorkerError> {
         queue.ensure_group().await?;
         let mut reader = Some(queue.reader().await?);
-        let shared = Shared {
-            waiting: Arc::default(),
-            holding: Arc::default(),
-            outcomes: outcomes.clone(),
-            lane_ended: Arc::default(),
-        };
+        let shared = Shared { waiting: Arc::default(), outcomes: outcomes.clone(), lane_ended: Arc::default() };
         // The lanes: each delivers jobs one after the other while there are jobs it may take.
         let mut lanes: JoinSet<()> = JoinSet::new();
         // The next batch, read and prepared while the current one is delivered.
@@ -495,8 +565,9 @@ impl Worker {
                 let mut held = Done::default();
                 let mut waiting = shared.waiting.lock().unwrap_or_else(PoisonError::into_inner);
                 while waiting.len() > MAX_WAITING {
-                    let Some(cleared) = waiting.pop_front() else { break };
+                    let Some(mut cleared) = waiting.pop_front() else { break };
                     metrics::counter!("worker_held_by_busy_target_total").increment(1);
+                    held.holds.extend(cleared.hold.take());
                     held.hold(cleared.message_id, cleared.payload, TARGET_BUSY);
                 }
                 drop(waiting);
@@ -528,7 +599,12 @@ impl Worker {
                             send(outcomes, done);
                             shared.waiting.lock().unwrap_or_else(PoisonError::into_inner).extend(cleared);
                         }
-                        Ok((_, Err(err))) => break Err(err),
+                        Ok((conn, Err(err))) => {
+                            // Deliveries in flight go on; reading tries again in a moment.
+                            tracing::warn!(error = %err, "reading messages failed; retrying");
+                            reader = Some(conn);
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                        }
                         Err(join) => {
                             tracing::error!(error = %join, "reading messages ended abnormally");
                             match queue.reader().await {
@@ -550,9 +626,9 @@ impl Worker {
             }
             if renewed.elapsed() >= renew_every {
                 renewed = Instant::now();
-                let held = shared.held_messages();
-                if let Err(err) = queue.renew(&held).await {
-                    break Err(err.into());
+                if let Err(err) = queue.renew(&self.held.messages()).await {
+                    // The claims run out only after claim_idle: the next round tries again.
+                    tracing::warn!(error = %err, "claims could not be renewed");
                 }
             }
         };
@@ -569,12 +645,13 @@ impl Worker {
     /// outcome to the recorder as it lands.
     async fn lane(self, shared: Shared, mut cleared: Cleared, mut slot: Slot, permit: OwnedSemaphorePermit) {
         loop {
-            let holding = shared.hold(&cleared.message_id);
+            let hold = cleared.hold.take();
             let flight = self.fly(cleared, slot).await;
             let mut done = Done::default();
             done.land(Ok(flight));
+            // Held until the outcome is recorded and acknowledged.
+            done.holds.extend(hold);
             send(&shared.outcomes, done);
-            drop(holding);
             match shared.next(&self.targets) {
                 Some((next, next_slot)) => (cleared, slot) = (next, next_slot),
                 None => break,
@@ -624,17 +701,20 @@ struct Done {
     later: Vec<(String, i64)>,
     /// Messages to acknowledge once everything is recorded.
     acks: Vec<String>,
+    /// The jobs' holds, let go once they are acknowledged (or not recorded).
+    holds: Vec<Hold>,
 }
 
 impl Done {
     fn is_empty(&self) -> bool {
-        self.attempts.is_empty() && self.later.is_empty() && self.acks.is_empty()
+        self.attempts.is_empty() && self.later.is_empty() && self.acks.is_empty() && self.holds.is_empty()
     }
 
     fn merge(&mut self, other: Done) {
         self.attempts.extend(other.attempts);
         self.later.extend(other.later);
         self.acks.extend(other.acks);
+        self.holds.extend(other.holds);
     }
 
     /// Brings a job back after `wait` without spending an attempt.
@@ -717,7 +797,7 @@ impl Drop for AbortOnDrop {
 /// by one when the store refuses what one of them holds), schedules what comes back later,
 /// and only then acknowledges the messages.
 async fn finish(pool: PgPool, queue: Queue, done: Done) -> Result<(), WorkerError> {
-    let Done { attempts, later, mut acks } = done;
+    let Done { attempts, later, mut acks, holds } = done;
     let recorded: Vec<Recorded<'_>> = attempts
         .iter()
         .map(|(job, number, attempt, after, _)| Recorded { job, number: *number, attempt, after: *after })
@@ -736,6 +816,7 @@ async fn finish(pool: PgPool, queue: Queue, done: Done) -> Result<(), WorkerErro
     }
     queue.retry_many(&later).await?;
     queue.ack_many(&acks).await?;
+    drop(holds);
     Ok(())
 }
 

@@ -79,3 +79,43 @@ async fn an_attempt_the_store_refuses_fails_only_its_own_job() {
     assert_eq!(welcome.requests().len(), 2);
     workers.abort();
 }
+
+#[tokio::test]
+async fn a_job_pushed_again_while_it_is_delivered_is_sent_once() {
+    let bench = Bench::new().await;
+    let slow = Receiver::start_slow(Duration::from_secs(2)).await;
+    bench.trigger("slow", json!({"type": "webhook", "url": slow.url()})).await;
+    bench.fire(&[feedback(1, 0, 1, 1, 0, "a")]).await;
+    let workers = bench.start_workers(Bench::settings(true));
+    wait::until("the delivery to start", DEADLINE, || async { (!slow.requests().is_empty()).then_some(()) }).await;
+
+    // The relay pushes the same job again (as after a Redis restart) while it is in flight.
+    let payload: String =
+        sqlx::query_scalar("SELECT payload::text FROM action_outbox").fetch_one(&bench.db.pool).await.unwrap();
+    let stream = shared::job::stream_key(&bench.redis, shared::trigger::ActionKind::Webhook);
+    let mut redis = bench.redis.client().unwrap().get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("XADD")
+        .arg(&stream)
+        .arg("*")
+        .arg(shared::job::STREAM_FIELD)
+        .arg(&payload)
+        .query_async::<String>(&mut redis)
+        .await
+        .unwrap();
+
+    wait::until("the job delivered", DEADLINE, || async { (bench.job_status().await == ["delivered"]).then_some(()) })
+        .await;
+    wait::until("every message acknowledged", DEADLINE, || async {
+        let pending: redis::streams::StreamPendingReply = redis::cmd("XPENDING")
+            .arg(&stream)
+            .arg(action_workers::queue::GROUP)
+            .query_async(&mut redis.clone())
+            .await
+            .unwrap();
+        let length: usize = redis::cmd("XLEN").arg(&stream).query_async(&mut redis.clone()).await.unwrap();
+        (pending.count() == 0 && length == 0).then_some(())
+    })
+    .await;
+    assert_eq!(slow.requests().len(), 1, "the second copy was not sent");
+    workers.abort();
+}

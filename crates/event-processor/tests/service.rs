@@ -43,10 +43,10 @@ async fn outbox_ids(pool: &PgPool) -> BTreeSet<uuid::Uuid> {
 #[tokio::test]
 async fn trigger_changes_reach_a_running_processor() {
     let bench = Bench::new().await;
-    let service = spawn_service(bench.db.pool.clone(), &bench.redis);
     let everything = json!({"field": "value", "op": "gte", "value": 0});
-
+    // Read at start, before any event.
     let (first, _) = bench.trigger(webhook("first", json!({}), everything.clone()), long_ago()).await;
+    let service = spawn_service(bench.db.pool.clone(), &bench.redis);
     bench.insert(&[feedback(1, 0, 1, 5, 0, "a")]).await;
     wait::until("a job of the new trigger", DEADLINE, || async {
         let jobs = bench.stream(ActionKind::Webhook).await;

@@ -30,8 +30,11 @@ static DECOY: LazyLock<String> = LazyLock::new(|| {
 
 /// Runs `work` on the blocking pool when its turn comes.
 async fn in_turn<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
-    let _turn = TURNS.acquire().await.map_err(|e| e.to_string())?;
+    let turn = TURNS.acquire().await.map_err(|e| e.to_string())?;
+    // The turn goes with the work: a request dropped meanwhile (a client gone) does not
+    // give it back before the hash is done.
     tokio::task::spawn_blocking(move || {
+        let _turn = turn;
         let now = RUNNING.fetch_add(1, Ordering::SeqCst) + 1;
         MOST.fetch_max(now, Ordering::SeqCst);
         let result = work();

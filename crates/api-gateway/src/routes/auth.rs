@@ -47,9 +47,12 @@ fn plausible_email(email: &str) -> bool {
 /// Register and login are limited per client address: the peer, or the client a trusted
 /// proxy forwarded for; an IPv6 client by its /64 (see [`crate::client_address`]).
 async fn limit_by_address(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
-    let forwarded = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok());
+    // A proxy may add a header line of its own rather than extend the client's: all lines
+    // together, in order, are the list.
+    let lines: Vec<&str> = req.headers().get_all("x-forwarded-for").filter_map(|v| v.to_str().ok()).collect();
+    let forwarded = (!lines.is_empty()).then(|| lines.join(","));
     let peer = req.peer_addr().map(|a| a.ip());
-    let address = crate::client_address::limit_key(peer, forwarded, &state.limits.trusted_proxies);
+    let address = crate::client_address::limit_key(peer, forwarded.as_deref(), &state.limits.trusted_proxies);
     rate_limit::check(state, "auth", &address, state.limits.auth_per_minute).await
 }
 
