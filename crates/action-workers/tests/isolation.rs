@@ -16,6 +16,23 @@ use testkit::wait;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
+/// Waits until the webhook stream holds no message, read or not: every one was acknowledged.
+async fn all_acknowledged(bench: &Bench) {
+    let stream = shared::job::stream_key(&bench.redis, shared::trigger::ActionKind::Webhook);
+    let redis = bench.redis.client().unwrap().get_multiplexed_async_connection().await.unwrap();
+    wait::until("every message acknowledged", DEADLINE, || async {
+        let pending: redis::streams::StreamPendingReply = redis::cmd("XPENDING")
+            .arg(&stream)
+            .arg(action_workers::queue::GROUP)
+            .query_async(&mut redis.clone())
+            .await
+            .unwrap();
+        let length: usize = redis::cmd("XLEN").arg(&stream).query_async(&mut redis.clone()).await.unwrap();
+        (pending.count() == 0 && length == 0).then_some(())
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn an_attempt_the_store_refuses_fails_only_its_own_job() {
     let bench = Bench::new().await;
@@ -63,18 +80,7 @@ async fn an_attempt_the_store_refuses_fails_only_its_own_job() {
         }
     }
     // Every message was acknowledged, so none comes back: each target heard once per job.
-    let stream = shared::job::stream_key(&bench.redis, shared::trigger::ActionKind::Webhook);
-    let redis = bench.redis.client().unwrap().get_multiplexed_async_connection().await.unwrap();
-    wait::until("every message acknowledged", DEADLINE, || async {
-        let pending: redis::streams::StreamPendingReply = redis::cmd("XPENDING")
-            .arg(&stream)
-            .arg(action_workers::queue::GROUP)
-            .query_async(&mut redis.clone())
-            .await
-            .unwrap();
-        (pending.count() == 0).then_some(())
-    })
-    .await;
+    all_acknowledged(&bench).await;
     assert_eq!(refused.requests().len(), 2);
     assert_eq!(welcome.requests().len(), 2);
     workers.abort();
@@ -105,17 +111,7 @@ async fn a_job_pushed_again_while_it_is_delivered_is_sent_once() {
 
     wait::until("the job delivered", DEADLINE, || async { (bench.job_status().await == ["delivered"]).then_some(()) })
         .await;
-    wait::until("every message acknowledged", DEADLINE, || async {
-        let pending: redis::streams::StreamPendingReply = redis::cmd("XPENDING")
-            .arg(&stream)
-            .arg(action_workers::queue::GROUP)
-            .query_async(&mut redis.clone())
-            .await
-            .unwrap();
-        let length: usize = redis::cmd("XLEN").arg(&stream).query_async(&mut redis.clone()).await.unwrap();
-        (pending.count() == 0 && length == 0).then_some(())
-    })
-    .await;
+    all_acknowledged(&bench).await;
     assert_eq!(slow.requests().len(), 1, "the second copy was not sent");
     workers.abort();
 }

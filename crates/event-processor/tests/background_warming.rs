@@ -36,6 +36,27 @@ fn fresh(block: u64) -> Vec<shared::domain::NewEvent> {
     (0..5u64).map(|a| feedback(block, a as u32, a, 40, 0, "u")).collect()
 }
 
+/// A bench whose history is processed by a processor with `settings`, before any trigger.
+async fn after_history(settings: Settings) -> (Bench, Processor) {
+    let bench = Bench::new().await;
+    bench.insert(&history()).await;
+    let mut processor = Processor::new(bench.db.pool.clone(), settings);
+    processor.refresh_triggers().await.unwrap();
+    bench.settle(&mut processor).await;
+    (bench, processor)
+}
+
+/// A bench with an EMA trigger that fires on every feedback, as the processor loads it.
+async fn ema_trigger() -> (Bench, TriggerId, Arc<event_processor::triggers::LoadedTrigger>) {
+    let bench = Bench::new().await;
+    let ema = json!({"ema": {"field": "value", "window": 3, "as": "e"}, "op": "lt", "value": 1000});
+    let (trigger, _) = bench.trigger(webhook("ema", json!({}), ema), long_ago()).await;
+    let loaded = Arc::new(
+        event_processor::triggers::load(&bench.db.pool, bench.user, trigger).await.unwrap().expect("the trigger"),
+    );
+    (bench, trigger, loaded)
+}
+
 /// An EMA trigger that fires on every feedback from block 100 on, and a plain one that fires
 /// on every feedback.
 async fn two_triggers(bench: &Bench) -> (TriggerId, TriggerId) {
@@ -95,11 +116,7 @@ async fn catching_up(bench: &Bench) -> i64 {
 
 #[tokio::test]
 async fn a_warming_trigger_holds_no_one_up_and_then_fires_every_event_since_once() {
-    let bench = Bench::new().await;
-    bench.insert(&history()).await;
-    let mut processor = Processor::new(bench.db.pool.clone(), background());
-    processor.refresh_triggers().await.unwrap();
-    bench.settle(&mut processor).await;
+    let (bench, mut processor) = after_history(background()).await;
 
     let (warming, other) = two_triggers(&bench).await;
     let held = hold(&bench, warming).await;
@@ -130,11 +147,7 @@ async fn a_warming_trigger_holds_no_one_up_and_then_fires_every_event_since_once
 
 #[tokio::test]
 async fn a_processor_stopped_while_a_trigger_warms_leaves_the_next_one_to_finish_it() {
-    let bench = Bench::new().await;
-    bench.insert(&history()).await;
-    let mut first = Processor::new(bench.db.pool.clone(), background());
-    first.refresh_triggers().await.unwrap();
-    bench.settle(&mut first).await;
+    let (bench, mut first) = after_history(background()).await;
 
     let (warming, other) = two_triggers(&bench).await;
     let held = hold(&bench, warming).await;
@@ -158,11 +171,7 @@ async fn a_processor_stopped_while_a_trigger_warms_leaves_the_next_one_to_finish
 
 #[tokio::test]
 async fn events_committed_after_its_task_ends_are_replayed_before_the_trigger_goes_live() {
-    let bench = Bench::new().await;
-    bench.insert(&history()).await;
-    let mut processor = Processor::new(bench.db.pool.clone(), background());
-    processor.refresh_triggers().await.unwrap();
-    bench.settle(&mut processor).await;
+    let (bench, mut processor) = after_history(background()).await;
 
     let (warming, other) = two_triggers(&bench).await;
     processor.refresh_triggers().await.unwrap();
@@ -184,13 +193,8 @@ async fn events_committed_after_its_task_ends_are_replayed_before_the_trigger_go
 
 #[tokio::test]
 async fn events_streaming_while_a_trigger_catches_up_each_feed_it_once() {
-    let bench = Bench::new().await;
-    bench.insert(&history()).await;
     // Small batches: the catch-up takes several chunks and passes while the batches go on.
-    let settings = Settings { batch_size: 2, ..background() };
-    let mut processor = Processor::new(bench.db.pool.clone(), settings);
-    processor.refresh_triggers().await.unwrap();
-    bench.settle(&mut processor).await;
+    let (bench, mut processor) = after_history(Settings { batch_size: 2, ..background() }).await;
 
     let (warming, _) = two_triggers(&bench).await;
     let held = hold(&bench, warming).await;
@@ -228,11 +232,7 @@ async fn events_streaming_while_a_trigger_catches_up_each_feed_it_once() {
 
 #[tokio::test]
 async fn a_trigger_deleted_while_it_warms_just_goes_away() {
-    let bench = Bench::new().await;
-    bench.insert(&history()).await;
-    let mut processor = Processor::new(bench.db.pool.clone(), background());
-    processor.refresh_triggers().await.unwrap();
-    bench.settle(&mut processor).await;
+    let (bench, mut processor) = after_history(background()).await;
 
     let (warming, other) = two_triggers(&bench).await;
     let held = hold(&bench, warming).await;
@@ -252,12 +252,7 @@ async fn a_trigger_deleted_while_it_warms_just_goes_away() {
 
 #[tokio::test]
 async fn a_catch_up_cut_in_two_resumes_where_its_last_chunk_committed() {
-    let bench = Bench::new().await;
-    let ema = json!({"ema": {"field": "value", "window": 3, "as": "e"}, "op": "lt", "value": 1000});
-    let (trigger, _) = bench.trigger(webhook("ema", json!({}), ema), long_ago()).await;
-    let loaded = Arc::new(
-        event_processor::triggers::load(&bench.db.pool, bench.user, trigger).await.unwrap().expect("the trigger"),
-    );
+    let (bench, trigger, loaded) = ema_trigger().await;
     // The trigger catches up from the start of the store.
     let start = cursor::load(&bench.db.pool).await.unwrap();
     assert_eq!(catchup::begin(&bench.db.pool, trigger, start, Fence::default()).await.unwrap(), Some(start));
@@ -304,12 +299,7 @@ async fn a_catch_up_cut_in_two_resumes_where_its_last_chunk_committed() {
 
 #[tokio::test]
 async fn a_processor_that_lost_the_lead_commits_no_catch_up() {
-    let bench = Bench::new().await;
-    let ema = json!({"ema": {"field": "value", "window": 3, "as": "e"}, "op": "lt", "value": 1000});
-    let (trigger, _) = bench.trigger(webhook("ema", json!({}), ema), long_ago()).await;
-    let loaded = Arc::new(
-        event_processor::triggers::load(&bench.db.pool, bench.user, trigger).await.unwrap().expect("the trigger"),
-    );
+    let (bench, trigger, loaded) = ema_trigger().await;
     let start = cursor::load(&bench.db.pool).await.unwrap();
     catchup::begin(&bench.db.pool, trigger, start, Fence::default()).await.unwrap();
     bench.insert(&history()).await;
