@@ -118,7 +118,7 @@ pub async fn failed(
     let opened = sqlx::query(
         "UPDATE action_breakers
          SET state = 'open', trips = trips + 1, opened_at = now(),
-             open_until = now() + make_interval(secs => LEAST($2 * power(2, trips), $3)),
+             open_until = now() + make_interval(secs => LEAST($2 * power(2, LEAST(trips, 30)), $3)),
              updated_at = now()
          WHERE action_id = $1 AND state <> 'open'",
     )

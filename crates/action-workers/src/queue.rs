@@ -1,6 +1,7 @@
 //! The Redis side of one action kind: the job stream read through a consumer group, and the
 //! sorted set of retries waiting for their time.
 
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use redis::AsyncCommands;
@@ -45,13 +46,25 @@ pub struct Queue {
     stream: String,
     retries: String,
     consumer: String,
+    /// Where the next scan of the pending list for dead consumers' messages starts.
+    reclaim_from: Arc<std::sync::Mutex<String>>,
 }
+
+/// Stretches of the pending list one [`Queue::reclaim`] looks at, at most, before it gives up
+/// until next time.
+const RECLAIM_STRETCHES: usize = 8;
 
 impl Queue {
     pub fn new(redis: RedisHandle, kind: ActionKind, consumer: &str) -> Self {
         let stream = stream_key(redis.config(), kind);
         let retries = redis.config().key(&format!("retries:{}", kind.as_str()));
-        Self { redis, stream, retries, consumer: consumer.to_owned() }
+        Self {
+            redis,
+            stream,
+            retries,
+            consumer: consumer.to_owned(),
+            reclaim_from: Arc::new(std::sync::Mutex::new("0-0".to_owned())),
+        }
     }
 
     pub fn stream(&self) -> &str {
@@ -103,21 +116,32 @@ impl Queue {
     }
 
     /// Takes over messages another consumer read but did not acknowledge within `idle`
-    /// (it died, or hangs).
+    /// (it died, or hangs). The scan of the pending list goes on from where the last one
+    /// stopped (each call looks at a bounded stretch of it), so messages far down a long list,
+    /// behind many that live consumers keep renewing, are reached too.
     pub async fn reclaim(&self, idle: Duration, count: usize) -> redis::RedisResult<Vec<Message>> {
         let mut conn = self.redis.connection().await?;
-        let options = StreamAutoClaimOptions::default().count(count);
         let idle_ms = usize::try_from(idle.as_millis()).unwrap_or(usize::MAX);
-        let reply: redis::RedisResult<StreamAutoClaimReply> =
-            conn.xautoclaim_options(&self.stream, GROUP, &self.consumer, idle_ms, "0-0", options).await;
-        match reply {
-            Ok(reply) => Ok(reply.claimed.into_iter().map(Message::from_entry).collect()),
-            Err(err) if err.code() == Some("NOGROUP") => {
-                self.ensure_group().await?;
-                Ok(Vec::new())
+        for _ in 0..RECLAIM_STRETCHES {
+            let start = self.reclaim_from.lock().unwrap_or_else(PoisonError::into_inner).clone();
+            let options = StreamAutoClaimOptions::default().count(count);
+            let reply: redis::RedisResult<StreamAutoClaimReply> =
+                conn.xautoclaim_options(&self.stream, GROUP, &self.consumer, idle_ms, &start, options).await;
+            let reply = match reply {
+                Ok(reply) => reply,
+                Err(err) if err.code() == Some("NOGROUP") => {
+                    self.ensure_group().await?;
+                    return Ok(Vec::new());
+                }
+                Err(err) => return Err(err),
+            };
+            let wrapped = reply.next_stream_id == "0-0";
+            *self.reclaim_from.lock().unwrap_or_else(PoisonError::into_inner) = reply.next_stream_id;
+            if !reply.claimed.is_empty() || wrapped {
+                return Ok(reply.claimed.into_iter().map(Message::from_entry).collect());
             }
-            Err(err) => Err(err),
         }
+        Ok(Vec::new())
     }
 
     /// Renews this consumer's claim on `ids`, whose deliveries are still running: their idle

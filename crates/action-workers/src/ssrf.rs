@@ -20,6 +20,12 @@ pub struct AddressPolicy {
 #[error("refused to connect to {0}: not a public address (allow it with WEBHOOK_ALLOWED_CIDRS)")]
 pub struct Refused(pub IpAddr);
 
+/// A name that resolves to no permitted address. The addresses it resolved to are not
+/// named: in a delivery log they would tell a stranger what a name means inside the network.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("refused to connect to {0}: it resolves to no public address (allow it with WEBHOOK_ALLOWED_CIDRS)")]
+pub struct RefusedName(pub String);
+
 impl AddressPolicy {
     pub fn check(&self, ip: IpAddr) -> Result<(), Refused> {
         let ip = canonical(ip);
@@ -65,13 +71,18 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
 }
 
 fn is_public_v6(ip: Ipv6Addr) -> bool {
-    let first = ip.segments()[0];
+    let [first, second, ..] = ip.segments();
     !(ip.is_unspecified()
         || ip.is_loopback()
         || ip.is_multicast()
         || (first & 0xfe00) == 0xfc00 // unique local
         || (first & 0xffc0) == 0xfe80 // link-local
-        || first == 0x2001 && ip.segments()[1] == 0x0db8) // documentation
+        || (first & 0xffc0) == 0xfec0 // site-local (deprecated, still routed inside some networks)
+        || first == 0x2001 && second == 0x0db8 // documentation
+        || first == 0x2002 // 6to4: an IPv4 address, any of them, inside
+        || first == 0x2001 && second == 0 // Teredo: the same
+        || first == 0x0064 && second == 0xff9b // NAT64 (64:ff9b::/96 and the local-use /48)
+        || ip.segments()[..6] == [0; 6]) // IPv4-compatible ::a.b.c.d (and ::, ::1)
 }
 
 pub struct PolicyResolver {
@@ -84,22 +95,12 @@ impl Resolve for PolicyResolver {
         Box::pin(async move {
             let host = name.as_str().to_owned();
             let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let mut refused = None;
-            let permitted: Vec<SocketAddr> = resolved
-                .into_iter()
-                .filter(|addr| match policy.check(addr.ip()) {
-                    Ok(()) => true,
-                    Err(err) => {
-                        refused = Some(err);
-                        false
-                    }
-                })
-                .collect();
+            let any = !resolved.is_empty();
+            let permitted: Vec<SocketAddr> =
+                resolved.into_iter().filter(|addr| policy.check(addr.ip()).is_ok()).collect();
             if permitted.is_empty() {
-                let err: Box<dyn std::error::Error + Send + Sync> = match refused {
-                    Some(refused) => Box::new(refused),
-                    None => format!("{host} has no address").into(),
-                };
+                let err: Box<dyn std::error::Error + Send + Sync> =
+                    if any { Box::new(RefusedName(host)) } else { format!("{host} has no address").into() };
                 return Err(err);
             }
             let addrs: Addrs = Box::new(permitted.into_iter());
@@ -132,12 +133,32 @@ mod tests {
             "fd00::1",
             "::ffff:127.0.0.1",
             "::ffff:169.254.169.254",
+            // Ranges that carry an IPv4 address inside, or are internal by definition.
+            "64:ff9b::a9fe:a9fe",  // NAT64 of 169.254.169.254
+            "64:ff9b:1::a00:1",    // local-use NAT64
+            "2002:a9fe:a9fe::1",   // 6to4 of 169.254.169.254
+            "2001:0:a9fe:a9fe::1", // Teredo
+            "::a9fe:a9fe",         // IPv4-compatible 169.254.169.254
+            "::127.0.0.1",
+            "fec0::1", // site-local
         ] {
             assert!(policy.check(ip(refused)).is_err(), "{refused} was allowed");
         }
         for allowed in ["93.184.216.34", "1.1.1.1", "2606:4700:4700::1111"] {
             assert!(policy.check(ip(allowed)).is_ok(), "{allowed} was refused");
         }
+    }
+
+    #[tokio::test]
+    async fn a_refused_name_does_not_tell_what_it_resolves_to() {
+        let resolver = AddressPolicy::default().resolver();
+        let name: Name = "localhost".parse().unwrap();
+        let err = match resolver.resolve(name).await {
+            Ok(_) => panic!("localhost was allowed"),
+            Err(err) => err.to_string(),
+        };
+        assert!(err.contains("localhost") && err.contains("no public address"), "{err}");
+        assert!(!err.contains("127.0.0.1") && !err.contains("::1"), "{err}");
     }
 
     #[test]

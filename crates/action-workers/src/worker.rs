@@ -387,7 +387,9 @@ impl Worker {
             };
             let later = (after == After::Retry).then(|| {
                 let delay = match attempt.verdict {
-                    Verdict::Retry { after: Some(wish) } => wish,
+                    // A target's wish (Retry-After, Telegram's retry_after) is honoured up to
+                    // the schedule's longest wait: it cannot park a job for years.
+                    Verdict::Retry { after: Some(wish) } => capped(wish, &self.settings.retry_schedule),
                     _ => self.backoff(number),
                 };
                 (payload, due_in(delay))
@@ -542,7 +544,7 @@ impl Worker {
         let renew_every = self.settings.claim_idle / 3;
         let mut renewed = Instant::now();
         let mut reclaimed = Instant::now();
-        let result = loop {
+        loop {
             // A lane for each job that may go, while there are places.
             while let Some(permit) =
                 shared.has_runnable(&self.targets).then(|| self.in_flight.clone().try_acquire_owned().ok()).flatten()
@@ -574,10 +576,18 @@ impl Worker {
                 send(outcomes, held);
             }
             // Running low, or nothing here may go: fetch the next batch.
-            if fetching.is_none()
-                && (queued < BATCH / 2 || !runnable)
-                && let Some(conn) = reader.take()
-            {
+            let wanted = fetching.is_none() && (queued < BATCH / 2 || !runnable);
+            if wanted && reader.is_none() {
+                // The last one broke (Redis went away): a new one, when Redis is back.
+                match queue.reader().await {
+                    Ok(conn) => reader = Some(conn),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "cannot reach Redis to read messages; retrying");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            }
+            if wanted && let Some(conn) = reader.take() {
                 let reclaim = reclaimed.elapsed() >= self.settings.claim_idle / 2;
                 if reclaim {
                     reclaimed = Instant::now();
@@ -599,19 +609,13 @@ impl Worker {
                             send(outcomes, done);
                             shared.waiting.lock().unwrap_or_else(PoisonError::into_inner).extend(cleared);
                         }
-                        Ok((conn, Err(err))) => {
-                            // Deliveries in flight go on; reading tries again in a moment.
+                        Ok((_, Err(err))) => {
+                            // Deliveries in flight go on; reading tries again in a moment, on
+                            // a new connection (this one may be broken for good).
                             tracing::warn!(error = %err, "reading messages failed; retrying");
-                            reader = Some(conn);
                             tokio::time::sleep(Duration::from_millis(500)).await;
                         }
-                        Err(join) => {
-                            tracing::error!(error = %join, "reading messages ended abnormally");
-                            match queue.reader().await {
-                                Ok(conn) => reader = Some(conn),
-                                Err(err) => break Err(err.into()),
-                            }
-                        }
+                        Err(join) => tracing::error!(error = %join, "reading messages ended abnormally"),
                     }
                 }
                 // A place freed: a lane starts with it, here and now (given back, it would go
@@ -631,13 +635,7 @@ impl Worker {
                     tracing::warn!(error = %err, "claims could not be renewed");
                 }
             }
-        };
-        if let Some(fetching) = fetching {
-            fetching.abort();
         }
-        // Dropping the lanes stops deliveries in flight: their messages come back.
-        drop(lanes);
-        result
     }
 
     /// One lane: delivers `cleared`, then each next job waiting that may go, one after the
@@ -820,6 +818,11 @@ async fn finish(pool: PgPool, queue: Queue, done: Done) -> Result<(), WorkerErro
     Ok(())
 }
 
+/// `wish`, but no longer than the longest wait of `schedule`.
+fn capped(wish: Duration, schedule: &[Duration]) -> Duration {
+    schedule.iter().max().map_or(wish, |longest| wish.min(*longest))
+}
+
 /// Unix milliseconds `wait` from now.
 fn due_in(wait: Duration) -> i64 {
     chrono::Utc::now().timestamp_millis() + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX / 4)
@@ -840,4 +843,18 @@ pub async fn run(pool: PgPool, redis: RedisHandle, settings: Settings) -> Result
     }
     while tasks.join_next().await.is_some() {}
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_target_cannot_park_a_job_past_the_schedule() {
+        let schedule = [5, 30, 10_800].map(Duration::from_secs);
+        assert_eq!(capped(Duration::from_secs(60), &schedule), Duration::from_secs(60));
+        assert_eq!(capped(Duration::from_secs(10 * 365 * 86_400), &schedule), Duration::from_secs(10_800));
+        assert_eq!(capped(Duration::MAX, &schedule), Duration::from_secs(10_800));
+        assert_eq!(capped(Duration::from_secs(7), &[]), Duration::from_secs(7));
+    }
 }

@@ -62,3 +62,37 @@ async fn the_breaker_opens_holds_probes_and_closes() {
     assert_eq!((state.as_str(), failures), ("closed", 0));
     workers.abort();
 }
+
+#[tokio::test]
+async fn any_number_of_trips_opens_within_bounds_and_a_reset_forgets_them() {
+    let bench = Bench::new().await;
+    let (trigger, action) = bench.webhook_trigger(json!({"type": "webhook", "url": "https://example.com/h"})).await;
+    // A breaker that tripped more often than a float can double.
+    sqlx::query(
+        "INSERT INTO action_breakers (action_id, state, consecutive_failures, trips) VALUES ($1, 'closed', 4, 5000)",
+    )
+    .bind(action)
+    .execute(&bench.db.pool)
+    .await
+    .unwrap();
+    let settings = BreakerSettings { threshold: 5, ..BreakerSettings::default() };
+    let opened = action_workers::breaker::failed(&bench.db.pool, action, false, &settings).await.unwrap();
+    assert!(opened);
+    let open_for: f64 = sqlx::query_scalar(
+        "SELECT EXTRACT(EPOCH FROM (open_until - now()))::float8 FROM action_breakers WHERE action_id = $1",
+    )
+    .bind(action)
+    .fetch_one(&bench.db.pool)
+    .await
+    .unwrap();
+    assert!(open_for > 0.0 && open_for <= settings.max_open_for.as_secs_f64() + 1.0, "{open_for}");
+
+    let mut conn = bench.db.pool.acquire().await.unwrap();
+    assert!(shared::store::triggers::reset_breaker(&mut conn, bench.user, trigger, action).await.unwrap());
+    let (state, trips): (String, i32) = sqlx::query_as("SELECT state, trips FROM action_breakers WHERE action_id = $1")
+        .bind(action)
+        .fetch_one(&bench.db.pool)
+        .await
+        .unwrap();
+    assert_eq!((state.as_str(), trips), ("closed", 0));
+}

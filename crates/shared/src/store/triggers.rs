@@ -337,7 +337,8 @@ pub async fn list<'e>(
     sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(user).bind(at).bind(id).bind(limit).fetch_all(db).await
 }
 
-/// Closes the breaker of one of the user's actions. `false` when the user has no such
+/// Closes the breaker of one of the user's actions and forgets its trips, so its next open
+/// period starts short again. `false` when the user has no such
 /// action on that trigger.
 pub async fn reset_breaker(
     conn: &mut PgConnection,
@@ -350,7 +351,8 @@ pub async fn reset_breaker(
     }
     sqlx::query(
         "UPDATE action_breakers
-         SET state = 'closed', consecutive_failures = 0, opened_at = NULL, open_until = NULL, updated_at = now()
+         SET state = 'closed', consecutive_failures = 0, trips = 0, opened_at = NULL, open_until = NULL,
+             updated_at = now()
          WHERE action_id = $1",
     )
     .bind(action)
