@@ -818,9 +818,13 @@ async fn finish(pool: PgPool, queue: Queue, done: Done) -> Result<(), WorkerErro
     Ok(())
 }
 
-/// `wish`, but no longer than the longest wait of `schedule`.
+/// A target's wish is honoured up to this long at least, however short the schedule.
+const WISH_CAP_FLOOR: Duration = Duration::from_secs(3_600);
+
+/// `wish`, but no longer than the longest wait of `schedule` (or an hour, if that is longer).
 fn capped(wish: Duration, schedule: &[Duration]) -> Duration {
-    schedule.iter().max().map_or(wish, |longest| wish.min(*longest))
+    let longest = schedule.iter().max().copied().unwrap_or(WISH_CAP_FLOOR).max(WISH_CAP_FLOOR);
+    wish.min(longest)
 }
 
 /// Unix milliseconds `wait` from now.
@@ -855,6 +859,10 @@ mod tests {
         assert_eq!(capped(Duration::from_secs(60), &schedule), Duration::from_secs(60));
         assert_eq!(capped(Duration::from_secs(10 * 365 * 86_400), &schedule), Duration::from_secs(10_800));
         assert_eq!(capped(Duration::MAX, &schedule), Duration::from_secs(10_800));
+        // A short schedule (as in tests) still lets a target ask for a few seconds.
+        let short = [Duration::from_millis(50)];
+        assert_eq!(capped(Duration::from_secs(2), &short), Duration::from_secs(2));
+        assert_eq!(capped(Duration::from_secs(86_400), &short), WISH_CAP_FLOOR);
         assert_eq!(capped(Duration::from_secs(7), &[]), Duration::from_secs(7));
     }
 }
