@@ -40,6 +40,9 @@ pub struct Settings {
     pub address_policy: AddressPolicy,
     pub breaker: BreakerSettings,
     pub telegram: TelegramSettings,
+    /// On SIGTERM, how long deliveries in flight may take to land and be recorded
+    /// (`WORKER_SHUTDOWN_GRACE_SECS`).
+    pub shutdown_grace: Duration,
 }
 
 /// Where the Telegram Bot API is, and the server's bot.
@@ -68,6 +71,7 @@ impl Default for Settings {
             address_policy: AddressPolicy::default(),
             breaker: BreakerSettings::default(),
             telegram: TelegramSettings::default(),
+            shutdown_grace: Duration::from_secs(20),
         }
     }
 }
@@ -145,6 +149,7 @@ impl WorkerConfig {
         if !(telegram_api.starts_with("http://") || telegram_api.starts_with("https://")) {
             problems.push("TELEGRAM_API_URL", format!("must be an http(s) URL (got {telegram_api:?})"));
         }
+        let grace = env.parsed("WORKER_SHUTDOWN_GRACE_SECS", 20u64, "a whole number of seconds", &mut problems);
         let metrics_addr =
             env.address_or_off("WORKER_METRICS_ADDR", SocketAddr::from(([0, 0, 0, 0], 9102)), &mut problems);
         let config = Self {
@@ -160,6 +165,7 @@ impl WorkerConfig {
                 address_policy: AddressPolicy { allowed },
                 breaker,
                 telegram: TelegramSettings { api_url: telegram_api, bot_token: env.secret("TELEGRAM_BOT_TOKEN") },
+                shutdown_grace: Duration::from_secs(grace),
             },
             metrics_addr,
         };

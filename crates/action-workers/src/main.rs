@@ -17,17 +17,16 @@ async fn main() -> ExitCode {
         }
     };
     tracing::info!(version = shared::VERSION, name = %config.settings.name, "action-workers running");
-    tokio::select! {
-        result = action_workers::worker::run(pool, redis, config.settings) => match result {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(err) => {
-                tracing::error!(error = %err, "cannot build the HTTP client");
-                ExitCode::FAILURE
-            }
-        },
-        () = shared::startup::shutdown_signal() => {
-            tracing::info!("action-workers stopping");
-            ExitCode::SUCCESS
+    // On SIGTERM the workers finish (or hand back) what they hold, within the grace period.
+    let stop = async {
+        shared::startup::shutdown_signal().await;
+        tracing::info!("action-workers stopping");
+    };
+    match action_workers::worker::run_until(pool, redis, config.settings, stop).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot build the HTTP client");
+            ExitCode::FAILURE
         }
     }
 }

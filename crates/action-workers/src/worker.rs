@@ -14,7 +14,7 @@ use shared::job::Job;
 use shared::redis::RedisHandle;
 use shared::trigger::{Action, ActionKind};
 use sqlx::PgPool;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::{JoinError, JoinHandle, JoinSet};
 use tracing::Instrument;
 
@@ -71,6 +71,8 @@ pub struct Worker {
     held: Arc<Held>,
     /// What this process learnt of breakers since it read them.
     breakers: Arc<std::sync::Mutex<HashMap<ActionId, Learnt>>>,
+    /// Turns true when the process is asked to stop (see [`run_until`]).
+    stop: Option<watch::Receiver<bool>>,
 }
 
 /// A breaker as this process's deliveries left it.
@@ -216,7 +218,28 @@ impl Worker {
             targets,
             held: Arc::default(),
             breakers: Arc::default(),
+            stop: None,
         })
+    }
+
+    /// Stops taking work when `stop` turns true: see [`run_until`].
+    pub fn stop_on(mut self, stop: watch::Receiver<bool>) -> Self {
+        self.stop = Some(stop);
+        self
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.as_ref().is_some_and(|stop| *stop.borrow())
+    }
+
+    /// Resolves when the process is asked to stop (never, without [`Worker::stop_on`]).
+    async fn stopped(&self) {
+        match self.stop.clone() {
+            Some(mut stop) => {
+                let _ = stop.wait_for(|stopping| *stopping).await;
+            }
+            None => std::future::pending().await,
+        }
     }
 
     /// The queue of consumer `index` of this process.
@@ -519,6 +542,9 @@ impl Worker {
             drop(outcomes);
             // What landed before the error is still recorded.
             let _ = tokio::time::timeout(Duration::from_secs(5), recorder.join()).await;
+            if self.stopping() {
+                return;
+            }
             if let Err(err) = result {
                 // Deliveries in flight are dropped with their outcomes: their messages come
                 // back, and targets deduplicate by the webhook id.
@@ -545,6 +571,28 @@ impl Worker {
         let mut renewed = Instant::now();
         let mut reclaimed = Instant::now();
         loop {
+            if self.stopping() {
+                // Asked to stop: the jobs not started go back at once for another worker,
+                // and the deliveries in flight land and are recorded, within the grace.
+                let mut back = Done::default();
+                let waiting: Vec<Cleared> =
+                    shared.waiting.lock().unwrap_or_else(PoisonError::into_inner).drain(..).collect();
+                for mut cleared in waiting {
+                    back.holds.extend(cleared.hold.take());
+                    back.hold(cleared.message_id, cleared.payload, Duration::ZERO);
+                }
+                send(outcomes, back);
+                let landed = tokio::time::timeout(self.settings.shutdown_grace, async {
+                    while lanes.join_next().await.is_some() {}
+                })
+                .await;
+                if landed.is_err() {
+                    tracing::warn!(
+                        "deliveries still running at the end of the grace period are dropped; their messages come back"
+                    );
+                }
+                return Ok(());
+            }
             // A lane for each job that may go, while there are places.
             while let Some(permit) =
                 shared.has_runnable(&self.targets).then(|| self.in_flight.clone().try_acquire_owned().ok()).flatten()
@@ -627,6 +675,7 @@ impl Worker {
                 }
                 () = shared.lane_ended.notified(), if !lanes.is_empty() => {}
                 () = tokio::time::sleep(renew_every) => {}
+                () = self.stopped() => {}
             }
             if renewed.elapsed() >= renew_every {
                 renewed = Instant::now();
@@ -676,7 +725,7 @@ impl Worker {
     /// Housekeeping: moves due retries into the stream.
     pub async fn maintain(self) {
         let queue = self.queue(usize::MAX);
-        loop {
+        while !self.stopping() {
             let result = async {
                 queue.ensure_group().await?;
                 queue.move_due(chrono::Utc::now().timestamp_millis(), 500).await?;
@@ -837,15 +886,40 @@ pub const CONSUMERS: usize = 2;
 
 /// Runs the consumers and housekeeping of every kind this version delivers, until dropped.
 pub async fn run(pool: PgPool, redis: RedisHandle, settings: Settings) -> Result<(), reqwest::Error> {
+    run_until(pool, redis, settings, std::future::pending()).await
+}
+
+/// Like [`run`], until `stop` resolves (SIGTERM): then no new delivery starts, jobs not
+/// started go back to the stream for other workers, and the deliveries in flight land and
+/// are recorded within `Settings::shutdown_grace`; past it they are dropped and their
+/// messages come back to another worker after the claim idle time.
+pub async fn run_until(
+    pool: PgPool,
+    redis: RedisHandle,
+    settings: Settings,
+    stop: impl Future<Output = ()>,
+) -> Result<(), reqwest::Error> {
+    let (stopping, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     for kind in ActionKind::ALL {
-        let worker = Worker::new(pool.clone(), redis.clone(), kind, settings.clone())?;
+        let worker = Worker::new(pool.clone(), redis.clone(), kind, settings.clone())?.stop_on(stop_rx.clone());
         for index in 0..CONSUMERS {
             tasks.spawn(worker.clone().consume(index));
         }
         tasks.spawn(worker.maintain());
     }
-    while tasks.join_next().await.is_some() {}
+    tokio::select! {
+        () = stop => {}
+        _ = async { while tasks.join_next().await.is_some() {} } => return Ok(()),
+    }
+    let _ = stopping.send(true);
+    let drained = tokio::time::timeout(settings.shutdown_grace + Duration::from_secs(5), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("workers did not stop within the grace period");
+    }
     Ok(())
 }
 
