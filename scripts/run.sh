@@ -19,6 +19,18 @@ if [[ -z "${JWT_SECRET:-}" ]]; then
     say "JWT_SECRET is not set: generated a random one for this local run only (tokens end with it)"
 fi
 
+# Stored secrets stay readable from one local run to the next: the key is kept in a file
+# beside the checkout (git ignores it), made once.
+if [[ -z "${SECRETS_KEY:-}" ]]; then
+    key_file=.secrets-key
+    if [[ ! -s "$key_file" ]]; then
+        (umask 077 && printf 'local-%s:%s\n' "$(date +%Y%m%d)" "$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')" > "$key_file")
+        say "SECRETS_KEY is not set: generated one for local runs in $key_file"
+    fi
+    SECRETS_KEY=$(cat "$key_file")
+    export SECRETS_KEY
+fi
+
 if [[ -z "${CHAIN_ID:-}" && -z "${INDEXER_CHAINS_FILE:-}" && ! -f config/chains.toml ]]; then
     scripts/chain-tools.sh
     DEVNET_PORT=${DEVNET_PORT:-8545}

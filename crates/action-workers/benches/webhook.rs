@@ -54,9 +54,15 @@ async fn prepare(url: &str) -> (TestDb, RedisHandle, Vec<String>) {
         "actions": [{"type": "webhook", "url": url}]
     }))
     .expect("trigger");
-    store::triggers::insert(&mut conn, user, &definition, chrono::DateTime::from_timestamp(946_684_800, 0))
-        .await
-        .expect("insert trigger");
+    store::triggers::insert(
+        &mut conn,
+        &testkit::keyring(),
+        user,
+        &definition,
+        chrono::DateTime::from_timestamp(946_684_800, 0),
+    )
+    .await
+    .expect("insert trigger");
     let events: Vec<_> =
         (0..JOBS).map(|i| feedback(1 + u64::from(i / 500), i % 500, u64::from(i), 1, 0, "b")).collect();
     store::events::insert(&mut conn, &events).await.expect("events");
@@ -77,6 +83,7 @@ async fn workers(url: &str, concurrency: usize) -> f64 {
     let settings = Settings {
         concurrency,
         address_policy: AddressPolicy { allowed: vec!["127.0.0.0/8".parse().expect("cidr")] },
+        keyring: testkit::keyring(),
         ..Settings::default()
     };
     let worker = Worker::new(db.pool.clone(), redis, ActionKind::Webhook, settings).expect("worker");

@@ -4,6 +4,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use secrecy::SecretString;
 use shared::config::{ConfigError, DatabaseConfig, Env, Problems, RedisConfig};
+use shared::secrets::Keyring;
 
 use crate::breaker::BreakerSettings;
 use crate::ssrf::AddressPolicy;
@@ -43,19 +44,32 @@ pub struct Settings {
     /// On SIGTERM, how long deliveries in flight may take to land and be recorded
     /// (`WORKER_SHUTDOWN_GRACE_SECS`).
     pub shutdown_grace: Duration,
+    /// Opens the actions' secrets at delivery time (`SECRETS_KEY`, `SECRETS_OLD_KEYS`).
+    pub keyring: Keyring,
 }
 
 /// Where the Telegram Bot API is, and the server's bot.
 #[derive(Debug, Clone)]
 pub struct TelegramSettings {
     pub api_url: String,
-    /// Used when an action has no `bot_token` of its own.
+    /// Used when an action has no `bot_token` of its own, for chats linked to the trigger's
+    /// owner only.
     pub bot_token: Option<SecretString>,
+    /// Messages a second one user may send through the shared bot
+    /// (`TELEGRAM_SHARED_PER_USER_PER_SECOND`).
+    pub shared_per_user_per_second: u32,
+    /// How long one `getUpdates` waits for updates (long polling).
+    pub long_poll: Duration,
 }
 
 impl Default for TelegramSettings {
     fn default() -> Self {
-        Self { api_url: "https://api.telegram.org".to_owned(), bot_token: None }
+        Self {
+            api_url: "https://api.telegram.org".to_owned(),
+            bot_token: None,
+            shared_per_user_per_second: 5,
+            long_poll: Duration::from_secs(25),
+        }
     }
 }
 
@@ -72,6 +86,7 @@ impl Default for Settings {
             breaker: BreakerSettings::default(),
             telegram: TelegramSettings::default(),
             shutdown_grace: Duration::from_secs(20),
+            keyring: Keyring::default(),
         }
     }
 }
@@ -164,8 +179,21 @@ impl WorkerConfig {
                 max_attempts: max_attempts.max(1),
                 address_policy: AddressPolicy { allowed },
                 breaker,
-                telegram: TelegramSettings { api_url: telegram_api, bot_token: env.secret("TELEGRAM_BOT_TOKEN") },
+                telegram: TelegramSettings {
+                    api_url: telegram_api,
+                    bot_token: env.secret("TELEGRAM_BOT_TOKEN"),
+                    shared_per_user_per_second: env
+                        .parsed(
+                            "TELEGRAM_SHARED_PER_USER_PER_SECOND",
+                            defaults.telegram.shared_per_user_per_second,
+                            "a whole number of messages",
+                            &mut problems,
+                        )
+                        .clamp(1, 30),
+                    ..defaults.telegram.clone()
+                },
                 shutdown_grace: Duration::from_secs(grace),
+                keyring: Keyring::from_env(env, &mut problems),
             },
             metrics_addr,
         };

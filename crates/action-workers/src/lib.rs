@@ -11,6 +11,7 @@ pub mod signing;
 pub mod ssrf;
 pub mod targets;
 pub mod telegram;
+pub mod telegram_link;
 pub mod webhook;
 pub mod worker;
 

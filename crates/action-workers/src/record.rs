@@ -4,8 +4,10 @@
 use std::collections::HashMap;
 
 use serde_json::Value;
-use shared::domain::Text;
+use shared::domain::{ActionId, Text};
 use shared::job::Job;
+use shared::secrets::Keyring;
+use shared::store::triggers::StoredSecrets;
 use sqlx::PgPool;
 
 use crate::outcome::{Attempt, Verdict};
@@ -15,8 +17,9 @@ use crate::outcome::{Attempt, Verdict};
 pub struct JobState {
     pub status: String,
     pub attempts: i32,
-    /// The action's write-only secrets (signing secret, bot token, MCP headers).
-    pub secrets: Value,
+    /// The action's write-only secrets (signing secret, bot token, credential headers), opened;
+    /// why they do not open otherwise.
+    pub secrets: Result<Value, String>,
 }
 
 impl JobState {
@@ -26,17 +29,37 @@ impl JobState {
     }
 }
 
-/// The states of several jobs, by job id, in one query.
-pub async fn load_many(pool: &PgPool, jobs: &[uuid::Uuid]) -> Result<HashMap<uuid::Uuid, JobState>, sqlx::Error> {
-    let rows: Vec<(uuid::Uuid, String, i32, Value)> = sqlx::query_as(
-        "SELECT o.job_id, o.status, o.attempts, a.secrets FROM action_outbox o
-         JOIN trigger_actions a ON a.id = o.action_id
+#[derive(sqlx::FromRow)]
+struct Row {
+    job_id: uuid::Uuid,
+    action_id: ActionId,
+    status: String,
+    attempts: i32,
+    #[sqlx(flatten)]
+    secrets: StoredSecrets,
+}
+
+/// The states of several jobs, by job id, in one query, their secrets opened with `keyring`.
+pub async fn load_many(
+    pool: &PgPool,
+    keyring: &Keyring,
+    jobs: &[uuid::Uuid],
+) -> Result<HashMap<uuid::Uuid, JobState>, sqlx::Error> {
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT o.job_id, o.action_id, o.status, o.attempts, a.sealed_secrets, a.secrets_key_id, a.plain_secrets
+         FROM action_outbox o JOIN trigger_actions a ON a.id = o.action_id
          WHERE o.job_id = ANY($1)",
     )
     .bind(jobs)
     .fetch_all(pool)
     .await?;
-    Ok(rows.into_iter().map(|(id, status, attempts, secrets)| (id, JobState { status, attempts, secrets })).collect())
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let secrets = row.secrets.open(keyring, row.action_id).map_err(|err| err.to_string());
+            (row.job_id, JobState { status: row.status, attempts: row.attempts, secrets })
+        })
+        .collect())
 }
 
 /// How an attempt leaves the job.

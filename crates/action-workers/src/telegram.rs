@@ -1,6 +1,7 @@
 //! Telegram messages through the Bot API's `sendMessage`, with values escaped for the parse
 //! mode, `retry_after` honoured, and pacing shared by every worker through Redis (one
-//! message a second per chat, thirty a second per bot).
+//! message a second per chat, thirty a second per bot, and on the server's shared bot a
+//! share per user, so no one user spends the bot's limit).
 
 use std::time::{Duration, Instant};
 
@@ -8,9 +9,11 @@ use redis::AsyncCommands;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use sha2::{Digest, Sha256};
+use shared::domain::UserId;
 use shared::redis::RedisHandle;
 use shared::trigger::{ParseMode, TelegramAction};
 
+use crate::config::TelegramSettings;
 use crate::outcome::{Attempt, Verdict};
 
 const PER_BOT_PER_SECOND: i64 = 30;
@@ -21,6 +24,8 @@ pub struct TelegramClient {
     api_url: String,
     default_token: Option<SecretString>,
     redis: RedisHandle,
+    /// Messages a second one user may send through the shared bot.
+    per_user: i64,
 }
 
 /// What the pacer says about sending now.
@@ -31,9 +36,15 @@ pub enum Pace {
 }
 
 impl TelegramClient {
-    pub fn new(api_url: &str, default_token: Option<SecretString>, redis: RedisHandle) -> Result<Self, reqwest::Error> {
+    pub fn new(settings: &TelegramSettings, redis: RedisHandle) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
-        Ok(Self { http, api_url: api_url.trim_end_matches('/').to_owned(), default_token, redis })
+        Ok(Self {
+            http,
+            api_url: settings.api_url.trim_end_matches('/').to_owned(),
+            default_token: settings.bot_token.clone(),
+            redis,
+            per_user: i64::from(settings.shared_per_user_per_second.max(1)),
+        })
     }
 
     /// The token to use: the action's own, else the server's.
@@ -41,8 +52,9 @@ impl TelegramClient {
         own.or(self.default_token.as_ref())
     }
 
-    /// Takes a sending slot for `chat` of the bot `token`, shared by every worker.
-    pub async fn pace(&self, token: &SecretString, chat: &str) -> redis::RedisResult<Pace> {
+    /// Takes a sending slot for `chat` of the bot `token`, shared by every worker; on the
+    /// shared bot, `user` is the one sending, within its share.
+    pub async fn pace(&self, token: &SecretString, chat: &str, user: Option<UserId>) -> redis::RedisResult<Pace> {
         let bot = hex_digest(token.expose_secret());
         let mut conn = self.redis.connection().await?;
         let chat_key = self.redis.config().key(&format!("telegram:chat:{bot}:{chat}"));
@@ -56,9 +68,23 @@ impl TelegramClient {
         let bot_key = self.redis.config().key(&format!("telegram:bot:{bot}:{second}"));
         let sent: i64 = conn.incr(&bot_key, 1).await?;
         let _: bool = conn.expire(&bot_key, 2).await?;
-        if sent > PER_BOT_PER_SECOND {
-            // Give the chat's slot back; the bot is at its limit this second.
+        let over_share = match user {
+            Some(user) if sent <= PER_BOT_PER_SECOND => {
+                let user_key = self.redis.config().key(&format!("telegram:user:{bot}:{user}:{second}"));
+                let by_user: i64 = conn.incr(&user_key, 1).await?;
+                let _: bool = conn.expire(&user_key, 2).await?;
+                if by_user > self.per_user {
+                    metrics::counter!("telegram_paced_per_user_total").increment(1);
+                }
+                by_user > self.per_user
+            }
+            _ => false,
+        };
+        if sent > PER_BOT_PER_SECOND || over_share {
+            // Give the slots back; the bot (or this user's share of it) is at its limit
+            // this second.
             let _: i64 = conn.del(&chat_key).await?;
+            let _: i64 = conn.decr(&bot_key, 1).await?;
             return Ok(Pace::Wait(Duration::from_millis(
                 1_000 - u64::from(chrono::Utc::now().timestamp_subsec_millis().min(999)),
             )));

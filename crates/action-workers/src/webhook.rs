@@ -1,10 +1,11 @@
 //! Signed HTTP deliveries (Standard Webhooks).
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::redirect;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use shared::job::Job;
 use shared::startup::error_chain;
 use shared::trigger::{HttpMethod, WebhookAction};
@@ -21,35 +22,26 @@ const MAX_REDIRECTS: usize = 5;
 #[derive(Clone)]
 pub struct WebhookClient {
     http: reqwest::Client,
+    /// For requests carrying secret headers: redirects stay within the origin, so the
+    /// credentials never reach another host.
+    same_origin: reqwest::Client,
     policy: AddressPolicy,
 }
 
 impl WebhookClient {
     pub fn new(policy: AddressPolicy) -> Result<Self, reqwest::Error> {
-        let redirect_policy = policy.clone();
-        let http = reqwest::Client::builder()
-            .dns_resolver(policy.resolver())
-            .no_proxy()
-            .user_agent(concat!("erc8004-backend/", env!("CARGO_PKG_VERSION")))
-            .redirect(redirect::Policy::custom(move |attempt| {
-                if attempt.previous().len() >= MAX_REDIRECTS {
-                    return attempt.error("too many redirects");
-                }
-                // Names are checked by the resolver; literal addresses here.
-                match attempt.url().host_str().and_then(|h| h.trim_matches(['[', ']']).parse().ok()) {
-                    Some(ip) => match redirect_policy.check(ip) {
-                        Ok(()) => attempt.follow(),
-                        Err(refused) => attempt.error(refused),
-                    },
-                    None => attempt.follow(),
-                }
-            }))
-            .build()?;
-        Ok(Self { http, policy })
+        Ok(Self { http: client(&policy, false)?, same_origin: client(&policy, true)?, policy })
     }
 
-    /// Sends one attempt of `job` to the webhook `action`, signed with `secret`.
-    pub async fn deliver(&self, job: &Job, action: &WebhookAction, secret: &SecretString) -> Attempt {
+    /// Delivers one job. `secret_headers` are sent as the action's other headers are, but
+    /// a request carrying any is redirected only within its origin.
+    pub async fn deliver(
+        &self,
+        job: &Job,
+        action: &WebhookAction,
+        secret: &SecretString,
+        secret_headers: &BTreeMap<String, SecretString>,
+    ) -> Attempt {
         let url = match reqwest::Url::parse(&action.url) {
             Ok(url) => url,
             Err(err) => return Attempt::failed(Verdict::Permanent, format!("invalid URL: {err}")),
@@ -77,6 +69,15 @@ impl WebhookClient {
                 headers.insert(name, value);
             }
         }
+        for (name, value) in secret_headers {
+            let value = HeaderValue::from_str(value.expose_secret()).map(|mut v| {
+                v.set_sensitive(true);
+                v
+            });
+            if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), value) {
+                headers.insert(name, value);
+            }
+        }
         for (name, value) in
             [("webhook-id", id), ("webhook-timestamp", timestamp.to_string()), ("webhook-signature", signature)]
         {
@@ -92,8 +93,8 @@ impl WebhookClient {
             HttpMethod::Delete => reqwest::Method::DELETE,
         };
         let started = Instant::now();
-        let sent = self
-            .http
+        let http = if secret_headers.is_empty() { &self.http } else { &self.same_origin };
+        let sent = http
             .request(method, url)
             .headers(headers)
             .timeout(Duration::from_millis(action.timeout_ms))
@@ -116,6 +117,33 @@ impl WebhookClient {
             }
         }
     }
+}
+
+/// An HTTP client whose redirects are checked against `policy` at every hop (names by the
+/// resolver, literal addresses here), and kept within the first URL's origin when
+/// `same_origin`.
+fn client(policy: &AddressPolicy, same_origin: bool) -> Result<reqwest::Client, reqwest::Error> {
+    let redirect_policy = policy.clone();
+    reqwest::Client::builder()
+        .dns_resolver(policy.resolver())
+        .no_proxy()
+        .user_agent(concat!("erc8004-backend/", env!("CARGO_PKG_VERSION")))
+        .redirect(redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() >= MAX_REDIRECTS {
+                return attempt.error("too many redirects");
+            }
+            if same_origin && attempt.previous().first().is_some_and(|first| first.origin() != attempt.url().origin()) {
+                return attempt.error("a request carrying credentials is redirected within its origin only");
+            }
+            match attempt.url().host_str().and_then(|h| h.trim_matches(['[', ']']).parse().ok()) {
+                Some(ip) => match redirect_policy.check(ip) {
+                    Ok(()) => attempt.follow(),
+                    Err(refused) => attempt.error(refused),
+                },
+                None => attempt.follow(),
+            }
+        }))
+        .build()
 }
 
 async fn read_response(mut response: reqwest::Response, started: Instant) -> Attempt {

@@ -12,6 +12,7 @@ use secrecy::SecretString;
 use shared::domain::ActionId;
 use shared::job::Job;
 use shared::redis::RedisHandle;
+use shared::store;
 use shared::trigger::{Action, ActionKind};
 use sqlx::PgPool;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
@@ -96,7 +97,7 @@ struct Cleared {
     hold: Option<Hold>,
     /// The attempt this delivery is.
     number: i32,
-    secrets: serde_json::Value,
+    secrets: Result<serde_json::Value, String>,
     /// The breaker as read for the batch, and whether this delivery is its probe.
     breaker: Status,
     probe: bool,
@@ -201,8 +202,7 @@ enum Step {
 impl Worker {
     pub fn new(pool: PgPool, redis: RedisHandle, kind: ActionKind, settings: Settings) -> Result<Self, reqwest::Error> {
         let webhooks = WebhookClient::new(settings.address_policy.clone())?;
-        let telegram =
-            TelegramClient::new(&settings.telegram.api_url, settings.telegram.bot_token.clone(), redis.clone())?;
+        let telegram = TelegramClient::new(&settings.telegram, redis.clone())?;
         let mcp = McpClients::new(settings.address_policy.clone())?;
         let in_flight = Arc::new(Semaphore::new(settings.concurrency.max(1)));
         let targets = Targets::new(settings.per_target);
@@ -313,8 +313,10 @@ impl Worker {
         let ids: Vec<uuid::Uuid> = work.iter().map(|(_, _, job)| job.job_id.0).collect();
         let actions: Vec<ActionId> =
             work.iter().map(|(_, _, job)| job.action.id).collect::<HashSet<_>>().into_iter().collect();
-        let (states, breakers) =
-            tokio::join!(record::load_many(&self.pool, &ids), breaker::statuses(&self.pool, &actions));
+        let (states, breakers) = tokio::join!(
+            record::load_many(&self.pool, &self.settings.keyring, &ids),
+            breaker::statuses(&self.pool, &actions)
+        );
         let (mut states, mut breakers) = (states?, breakers?);
 
         let mut cleared = Vec::with_capacity(work.len());
@@ -471,16 +473,33 @@ impl Worker {
         &self,
         job: &Job,
         action: Result<Action, String>,
-        secrets: &serde_json::Value,
+        secrets: &Result<serde_json::Value, String>,
     ) -> Result<Step, WorkerError> {
         let action = match action {
             Ok(action) => action,
             Err(error) => return Ok(Step::Attempted(Attempt::failed(Verdict::Permanent, error))),
         };
+        let secrets = match secrets {
+            Ok(secrets) => secrets,
+            // A key missing here (a rotation half done) is fixed by configuration: the job
+            // waits for it like for a target that is down.
+            Err(error) => return Ok(Step::Attempted(Attempt::failed(Verdict::Retry { after: None }, error.clone()))),
+        };
+        let headers = |secrets: &serde_json::Value| -> BTreeMap<String, SecretString> {
+            secrets
+                .get("headers")
+                .and_then(|h| h.as_object())
+                .map(|h| {
+                    h.iter()
+                        .filter_map(|(k, v)| Some((k.clone(), SecretString::from(v.as_str()?.to_owned()))))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
         let secret = |name: &str| secrets.get(name).and_then(|s| s.as_str()).map(|s| SecretString::from(s.to_owned()));
         Ok(Step::Attempted(match action {
             Action::Webhook(webhook) => match secret("signing_secret") {
-                Some(signing) => self.webhooks.deliver(job, &webhook, &signing).await,
+                Some(signing) => self.webhooks.deliver(job, &webhook, &signing, &headers(secrets)).await,
                 None => Attempt::failed(Verdict::Permanent, "the webhook has no signing secret"),
             },
             Action::Telegram(telegram) => {
@@ -497,23 +516,25 @@ impl Worker {
                     Ok(text) => text,
                     Err(error) => return Ok(Step::Attempted(Attempt::failed(Verdict::Permanent, error.to_string()))),
                 };
-                if let Pace::Wait(wait) = self.telegram.pace(token, &telegram.chat_id).await? {
+                // The shared bot sends only to chats the trigger's owner linked (checked at
+                // save time, and here again: a chat may be unlinked since).
+                let shared = own.is_none();
+                if shared && !store::telegram::is_linked(&self.pool, job.trigger.user_id, &telegram.chat_id).await? {
+                    return Ok(Step::Attempted(Attempt::failed(
+                        Verdict::Permanent,
+                        format!(
+                            "chat {} is not linked to the trigger's owner: the shared bot sends only to linked chats",
+                            telegram.chat_id
+                        ),
+                    )));
+                }
+                let sender = shared.then_some(job.trigger.user_id);
+                if let Pace::Wait(wait) = self.telegram.pace(token, &telegram.chat_id, sender).await? {
                     return Ok(Step::Hold(wait));
                 }
                 self.telegram.send(token, &telegram, text).await
             }
-            Action::Mcp(mcp) => {
-                let headers: BTreeMap<String, SecretString> = secrets
-                    .get("headers")
-                    .and_then(|h| h.as_object())
-                    .map(|h| {
-                        h.iter()
-                            .filter_map(|(k, v)| Some((k.clone(), SecretString::from(v.as_str()?.to_owned()))))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                self.mcp.call(job, &mcp, &headers).await
-            }
+            Action::Mcp(mcp) => self.mcp.call(job, &mcp, &headers(secrets)).await,
         }))
     }
 
@@ -908,6 +929,7 @@ pub async fn run_until(
         }
         tasks.spawn(worker.maintain());
     }
+    tasks.spawn(crate::telegram_link::run(pool.clone(), settings.telegram.clone(), stop_rx.clone()));
     tokio::select! {
         () = stop => {}
         _ = async { while tasks.join_next().await.is_some() {} } => return Ok(()),

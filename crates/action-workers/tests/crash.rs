@@ -25,6 +25,7 @@ fn spawn_worker(bench: &Bench, name: &str) -> Child {
         .env("REDIS_URL", std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into()))
         .env("REDIS_KEY_PREFIX", &bench.redis.key_prefix)
         .env("WORKER_NAME", name)
+        .env("SECRETS_KEY", testkit::SECRETS_KEY)
         .env("WORKER_CONCURRENCY", "4")
         .env("WORKER_CLAIM_IDLE_MS", "1500")
         .env("WORKER_METRICS_ADDR", "off")

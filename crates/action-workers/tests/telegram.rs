@@ -36,6 +36,7 @@ async fn hostile_values_are_escaped_for_html_and_markdown_v2() {
             json!({"type": "telegram", "chat_id": "-100", "template": "<b>{{ event.tag1 }}</b> {{ trigger.name }}"}),
         )
         .await;
+    bench.link_chat(-100).await;
     bench.trigger("tg",
         json!({"type": "telegram", "chat_id": "-200", "parse_mode": "MarkdownV2", "template": "*{{ event.tag1 }}*", "bot_token": OWN_TOKEN}),
     )
@@ -80,6 +81,7 @@ async fn a_429_is_retried_after_the_time_telegram_asks_for() {
         json!({"ok": false, "error_code": 429, "description": "Too Many Requests: retry after 2", "parameters": {"retry_after": 2}}),
     ));
     bench.trigger("tg", json!({"type": "telegram", "chat_id": "-100"})).await;
+    bench.link_chat(-100).await;
     bench.fire(&[feedback(1, 0, 7, 9977, 2, "uptime")]).await;
     let workers = bench.start_workers(settings(&url));
 
@@ -112,6 +114,7 @@ async fn a_403_fails_for_good() {
         json!({"ok": false, "error_code": 403, "description": "Forbidden: bot was blocked by the user"}),
     ));
     bench.trigger("tg", json!({"type": "telegram", "chat_id": "-100"})).await;
+    bench.link_chat(-100).await;
     bench.fire(&[feedback(1, 0, 7, 1, 0, "x")]).await;
     let workers = bench.start_workers(settings(&url));
 
@@ -130,6 +133,7 @@ async fn one_chat_gets_at_most_one_message_a_second() {
     let bench = Bench::new().await;
     let (api, url) = BotApi::start().await;
     bench.trigger("tg", json!({"type": "telegram", "chat_id": "-100"})).await;
+    bench.link_chat(-100).await;
     bench.fire(&(0..3).map(|i| feedback(1, i, 7, 1, 0, "x")).collect::<Vec<_>>()).await;
     let workers = bench.start_workers(settings(&url));
 

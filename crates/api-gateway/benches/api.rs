@@ -174,7 +174,7 @@ async fn main() {
     let tokens = TokenKeys::new(&secret, Duration::from_secs(3600));
     let redis = RedisHandle::new(&testkit::redis_config()).expect("redis");
     let limits = RateLimits { auth_per_minute: 1_000, per_minute: u32::MAX, ..RateLimits::default() };
-    let state = AppState::new(db.pool.clone(), redis, tokens).with_limits(limits);
+    let state = AppState::new(db.pool.clone(), redis, tokens, testkit::keyring()).with_limits(limits);
     let app = Application::serve(state, testkit::net::listener()).expect("serve");
     let base = format!("http://{}", app.local_addr());
     tokio::spawn(app.run_until_stopped());
@@ -183,7 +183,7 @@ async fn main() {
     let definition = TriggerDefinition::parse(&testkit::fixtures::example_trigger()).expect("trigger");
     let mut conn = db.pool.acquire().await.expect("connection");
     for _ in 0..TRIGGERS {
-        triggers::insert(&mut conn, user, &definition, None).await.expect("trigger");
+        triggers::insert(&mut conn, &testkit::keyring(), user, &definition, None).await.expect("trigger");
     }
     drop(conn);
     println!("{TRIGGERS} triggers for one user; {CONCURRENCY} concurrent clients, {seconds} s per run");

@@ -5,6 +5,7 @@ use secrecy::SecretString;
 use crate::quotas::{MAX_ACTIONS_PER_TRIGGER, MAX_SCOPE_LIST_LEN, Quotas};
 use crate::rate_limit::RateLimits;
 use shared::config::{ConfigError, DatabaseConfig, Env, Problems, RedisConfig, ServerConfig};
+use shared::secrets::Keyring;
 
 /// Minimum length of `JWT_SECRET`: 32 characters, 256 bits of a random key in hex or base64.
 const JWT_SECRET_MIN_LEN: usize = 32;
@@ -23,6 +24,8 @@ pub struct GatewayConfig {
     pub quotas: Quotas,
     /// Browser origins allowed to call the API (`CORS_ORIGINS`); none by default.
     pub cors_origins: Vec<String>,
+    /// `SECRETS_KEY` and `SECRETS_OLD_KEYS`.
+    pub keyring: Keyring,
 }
 
 impl GatewayConfig {
@@ -67,6 +70,7 @@ impl GatewayConfig {
                 env.parsed("JWT_EXPIRY_SECS", 86_400u64, "a whole number of seconds", &mut problems).max(1),
             ),
             quotas: quotas(env, &mut problems),
+            keyring: Keyring::from_env(env, &mut problems),
         };
         problems.finish(config)
     }
@@ -117,7 +121,8 @@ mod tests {
         assert!(message.contains("DB_PORT: must be a port number"), "{message}");
         assert!(message.contains("\"54x32\""), "{message}");
         assert!(message.contains("JWT_SECRET: is required"), "{message}");
-        assert_eq!(err.problems.len(), 2, "{message}");
+        assert!(message.contains("SECRETS_KEY: is required"), "{message}");
+        assert_eq!(err.problems.len(), 3, "{message}");
         assert!(!message.contains("correct-horse"), "{message}");
         assert!(!message.contains("redis-secret"), "{message}");
     }
@@ -127,6 +132,7 @@ mod tests {
         let env = Env::from_pairs([
             ("DATABASE_URL", "mysql://user:sup3rsecret@db/x"),
             ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+            ("SECRETS_KEY", "t:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"),
         ]);
         let message = GatewayConfig::from_env(&env).unwrap_err().to_string();
         assert!(message.contains("DATABASE_URL: is not a valid postgres:// URL"), "{message}");
@@ -135,7 +141,10 @@ mod tests {
 
     #[test]
     fn defaults_point_at_the_local_services() {
-        let env = Env::from_pairs([("JWT_SECRET", "0123456789abcdef0123456789abcdef")]);
+        let env = Env::from_pairs([
+            ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+            ("SECRETS_KEY", "t:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"),
+        ]);
         let config = GatewayConfig::from_env(&env).unwrap();
         assert_eq!(config.database.describe(), "127.0.0.1:5432/erc8004");
         assert_eq!(config.redis.describe(), "127.0.0.1:6379");
@@ -148,6 +157,7 @@ mod tests {
     fn quotas_are_read_and_checked() {
         let env = Env::from_pairs([
             ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+            ("SECRETS_KEY", "t:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"),
             ("QUOTA_TRIGGERS_PER_USER", "3"),
             ("QUOTA_ACTIONS_PER_TRIGGER", "2"),
             ("QUOTA_API_KEYS_PER_USER", "1"),
@@ -159,6 +169,7 @@ mod tests {
 
         let env = Env::from_pairs([
             ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+            ("SECRETS_KEY", "t:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"),
             ("QUOTA_TRIGGERS_PER_USER", "0"),
             ("QUOTA_ACTIONS_PER_TRIGGER", "11"),
             ("QUOTA_API_KEYS_PER_USER", "many"),

@@ -15,5 +15,5 @@ mod state;
 
 pub use config::GatewayConfig;
 pub use error::ApiError;
-pub use startup::{Application, StartupError};
+pub use startup::{Application, StartupError, seal_plain_secrets};
 pub use state::AppState;

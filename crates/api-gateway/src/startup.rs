@@ -6,6 +6,8 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use shared::db::DbStartError;
 use shared::redis::RedisHandle;
+use shared::secrets::Keyring;
+use shared::store::triggers::{self, Reseal};
 
 use crate::auth::TokenKeys;
 use crate::config::GatewayConfig;
@@ -23,6 +25,8 @@ pub enum StartupError {
     Database(#[from] DbStartError),
     #[error("invalid Redis address")]
     Redis(#[from] shared::redis::RedisError),
+    #[error("cannot seal the secrets stored before sealing")]
+    Seal(#[from] triggers::WriteError),
     #[error("cannot listen on {address}")]
     Bind {
         address: SocketAddr,
@@ -44,6 +48,23 @@ fn cors(origins: &[String]) -> actix_cors::Cors {
     cors
 }
 
+/// Seals whatever secrets are still stored in clear (written before sealing existed).
+pub async fn seal_plain_secrets(db: &sqlx::PgPool, keyring: &Keyring) -> Result<usize, triggers::WriteError> {
+    let mut conn = db.acquire().await?;
+    let mut sealed = 0;
+    loop {
+        let done = triggers::reseal(&mut conn, keyring, Reseal::Plain, 500).await?;
+        if done == 0 {
+            break;
+        }
+        sealed += done;
+    }
+    if sealed > 0 {
+        tracing::info!(actions = sealed, "sealed the secrets stored in clear");
+    }
+    Ok(sealed)
+}
+
 /// A bound, not yet running, HTTP server.
 pub struct Application {
     server: Server,
@@ -60,7 +81,8 @@ impl Application {
         let address = config.server.socket_addr();
         let listener = TcpListener::bind(address).map_err(|source| StartupError::Bind { address, source })?;
         let tokens = TokenKeys::new(&config.jwt_secret, config.jwt_lifetime);
-        let state = AppState::new(db, redis, tokens)
+        seal_plain_secrets(&db, &config.keyring).await?;
+        let state = AppState::new(db, redis, tokens, config.keyring)
             .with_limits(config.limits)
             .with_quotas(config.quotas)
             .with_cors_origins(config.cors_origins);

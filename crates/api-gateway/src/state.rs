@@ -1,5 +1,6 @@
 use metrics_exporter_prometheus::PrometheusHandle;
 use shared::redis::RedisHandle;
+use shared::secrets::Keyring;
 use sqlx::PgPool;
 
 use crate::auth::TokenKeys;
@@ -18,10 +19,12 @@ pub struct AppState {
     pub quotas: Quotas,
     /// Browser origins allowed by CORS.
     pub cors_origins: Vec<String>,
+    /// Seals the actions' secrets before they are stored.
+    pub keyring: Keyring,
 }
 
 impl AppState {
-    pub fn new(db: PgPool, redis: RedisHandle, tokens: TokenKeys) -> Self {
+    pub fn new(db: PgPool, redis: RedisHandle, tokens: TokenKeys, keyring: Keyring) -> Self {
         Self {
             db,
             redis,
@@ -30,6 +33,7 @@ impl AppState {
             limits: RateLimits::default(),
             quotas: Quotas::default(),
             cors_origins: Vec::new(),
+            keyring,
         }
     }
 

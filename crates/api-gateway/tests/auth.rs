@@ -17,7 +17,7 @@ async fn gateway(lifetime: Duration) -> (TestDb, Running) {
     testkit::init_telemetry();
     let db = TestDb::new().await;
     let redis = RedisHandle::new(&testkit::redis_config()).unwrap();
-    let app = Running::start(AppState::new(db.pool.clone(), redis, common::tokens(lifetime)));
+    let app = Running::start(AppState::new(db.pool.clone(), redis, common::tokens(lifetime), testkit::keyring()));
     (db, app)
 }
 

@@ -130,6 +130,7 @@ async fn build_from_configuration_migrates_and_serves() {
         ("SERVER_PORT", "0".to_owned()),
         ("REDIS_KEY_PREFIX", "test:build:".to_owned()),
         ("JWT_SECRET", "0123456789abcdef0123456789abcdef".to_owned()),
+        ("SECRETS_KEY", testkit::SECRETS_KEY.to_owned()),
     ]);
     let config = api_gateway::GatewayConfig::from_env(&env).unwrap();
     let app = Application::build(config).await.expect("gateway starts");

@@ -170,6 +170,7 @@ impl Harness {
             let limits = RateLimits { auth_per_minute: 1_000, per_minute: 1_000_000, ..RateLimits::default() };
             let app = Running::start(common::state(db.pool.clone(), redis).with_limits(limits));
             let client = common::user(&app, "fuzz@example.com").await;
+            common::link_chat(&db.pool, &client, -1001234).await;
             let created: Value = client
                 .send(Method::POST, "/api/v1/triggers", Some(testkit::fixtures::example_trigger()))
                 .await

@@ -43,7 +43,7 @@ async fn main() {
         "actions": [{"type": "webhook", "url": receiver.url()}]
     }))
     .expect("trigger");
-    store::triggers::insert(&mut conn, user, &definition, None).await.expect("insert trigger");
+    store::triggers::insert(&mut conn, &testkit::keyring(), user, &definition, None).await.expect("insert trigger");
     drop(conn);
 
     let chain = ChainConfig::local(
@@ -61,6 +61,7 @@ async fn main() {
     tokio::spawn(event_processor::service::run(db.pool.clone(), redis.clone(), processor));
     let workers = action_workers::Settings {
         address_policy: AddressPolicy { allowed: vec!["127.0.0.0/8".parse().expect("cidr")] },
+        keyring: testkit::keyring(),
         ..action_workers::Settings::default()
     };
     tokio::spawn(action_workers::worker::run(db.pool.clone(), redis.clone(), workers));

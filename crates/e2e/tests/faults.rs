@@ -82,7 +82,7 @@ async fn trigger(db: &TestDb, user: shared::domain::UserId, body: serde_json::Va
     let definition = TriggerDefinition::parse(&body).unwrap();
     let mut conn = db.pool.acquire().await.unwrap();
     let from = chrono::DateTime::from_timestamp(946_684_800, 0);
-    let (id, actions) = store::triggers::insert(&mut conn, user, &definition, from).await.unwrap();
+    let (id, actions) = store::triggers::insert(&mut conn, &testkit::keyring(), user, &definition, from).await.unwrap();
     (id, actions[0])
 }
 
@@ -155,6 +155,7 @@ async fn every_expected_delivery_arrives_once_through_kills_and_a_redis_restart(
             ("WORKER_CLAIM_IDLE_MS", "2000".into()),
             ("DELIVERY_RETRY_SCHEDULE", "1".into()),
             ("WORKER_METRICS_ADDR", "off".into()),
+            ("SECRETS_KEY", testkit::SECRETS_KEY.into()),
         ])
     };
     let mut worker = Service::start("action-workers", worker_env("w1"));

@@ -41,6 +41,7 @@ async fn hostile_text_is_indexed_matched_rendered_and_shown() {
     let webhook = Receiver::start().await;
     let workers = action_workers::Settings {
         address_policy: AddressPolicy { allowed: vec!["127.0.0.0/8".parse().unwrap()] },
+        keyring: testkit::keyring(),
         ..action_workers::Settings::default()
     };
     let system = common::System::start(&db, &anvil, &registries, workers).await;

@@ -48,6 +48,7 @@ async fn feedback_on_chain_fires_a_trigger_made_through_the_api_to_three_targets
     // Every service, in-process, and a user signed up.
     let mut worker_settings = action_workers::Settings {
         address_policy: AddressPolicy { allowed: vec!["127.0.0.0/8".parse().unwrap()] },
+        keyring: testkit::keyring(),
         ..action_workers::Settings::default()
     };
     worker_settings.telegram.api_url = bot_url;

@@ -82,7 +82,7 @@ async fn create_triggers(db: &TestDb) -> BTreeSet<i64> {
         }))
         .expect("valid trigger");
         let from = chrono::DateTime::from_timestamp(946_684_800, 0);
-        store::triggers::insert(&mut tx, user, &definition, from).await.expect("insert trigger");
+        store::triggers::insert(&mut tx, &testkit::keyring(), user, &definition, from).await.expect("insert trigger");
     }
     // One more trigger for the latency phase: every event tagged "latency" fires it.
     let latency = TriggerDefinition::parse(&json!({
@@ -93,7 +93,7 @@ async fn create_triggers(db: &TestDb) -> BTreeSet<i64> {
     }))
     .expect("valid trigger");
     let from = chrono::DateTime::from_timestamp(946_684_800, 0);
-    store::triggers::insert(&mut tx, user, &latency, from).await.expect("insert trigger");
+    store::triggers::insert(&mut tx, &testkit::keyring(), user, &latency, from).await.expect("insert trigger");
     tx.commit().await.expect("commit triggers");
     BTreeSet::new()
 }

@@ -5,8 +5,8 @@
 //! processing at its committed cursor ([`catchup::begin`]) and hands it to a task here. The
 //! task warms the new aggregates from the history up to that position ([`warm::warm`]), then
 //! replays the events committed since through the trigger alone, firing as live processing
-//! would ([`CatchUp`]), until it is less than a batch behind. The processor then replays the
-//! last few events itself, between two batches, and files the trigger in its index. A trigger
+//! would ([`CatchUp`]), until it is less than a batch behind (or stops gaining on a busy
+//! store). The processor then replays the last few events itself, between two batches, and files the trigger in its index. A trigger
 //! over a long history therefore costs the batches of others nothing while it warms; only its
 //! own first firings wait for it.
 //!
@@ -225,7 +225,7 @@ impl Warming {
 
 /// Warms the aggregates of `trigger` that were never warmed, up to its catch-up position
 /// `from`, then (in the background) catches it up with the processor's committed cursor until it is
-/// less than a batch behind. Returns the position reached, `None` when the trigger was
+/// less than a batch behind or stops gaining. Returns the position reached, `None` when the trigger was
 /// deleted meanwhile.
 async fn way_in(
     pool: PgPool,
@@ -259,6 +259,11 @@ async fn way_in(
     if settings.warm_in_background {
         let mut catch_up =
             CatchUp::new(trigger.clone(), settings.batch_size, settings.max_window_entries, settings.fence);
+        // Each round catches up with what arrived during the last one. It stops when that is
+        // less than a batch, or when a round stopped shrinking (events arrive as fast as it
+        // reads them): the processor then replays the rest, about one round, when it files
+        // the trigger.
+        let mut last_round = usize::MAX;
         loop {
             let target = cursor::load(&pool).await?;
             if target <= at {
@@ -270,9 +275,10 @@ async fn way_in(
                 return Ok(None);
             }
             at = target;
-            if progress.events < settings.batch_size {
+            if progress.events < settings.batch_size || progress.events >= last_round {
                 break;
             }
+            last_round = progress.events;
         }
     }
     exclusive.commit().await?;

@@ -223,7 +223,9 @@ async fn create_triggers(bench: &Bench, n: u64) -> Vec<TriggerId> {
             json!({"field": "value", "op": "gte", "value": 0}),
         ))
         .unwrap();
-        let (id, _) = store::triggers::insert(&mut tx, bench.user, &definition, Some(long_ago())).await.unwrap();
+        let (id, _) = store::triggers::insert(&mut tx, &testkit::keyring(), bench.user, &definition, Some(long_ago()))
+            .await
+            .unwrap();
         ids.push(id);
     }
     tx.commit().await.unwrap();

@@ -66,7 +66,7 @@ async fn an_action_removed_after_loading_drops_only_its_jobs() {
     two_actions["actions"] = json!([{"type": "webhook", "url": "https://example.com/a"}]);
     let definition = TriggerDefinition::parse(&two_actions).unwrap();
     let mut conn = bench.db.pool.acquire().await.unwrap();
-    store::triggers::replace(&mut conn, bench.user, trigger, &definition).await.unwrap();
+    store::triggers::replace(&mut conn, &testkit::keyring(), bench.user, trigger, &definition).await.unwrap();
     bench.insert(&[feedback(1, 0, 1, 5, 0, "a")]).await;
     bench.settle(&mut processor).await;
 
@@ -89,7 +89,10 @@ async fn creating_and_deleting_triggers_in_a_loop_delays_no_one() {
             let definition = TriggerDefinition::parse(&counting("churn")).unwrap();
             loop {
                 let mut conn = pool.acquire().await.unwrap();
-                let (id, _) = store::triggers::insert(&mut conn, user, &definition, Some(long_ago())).await.unwrap();
+                let (id, _) =
+                    store::triggers::insert(&mut conn, &testkit::keyring(), user, &definition, Some(long_ago()))
+                        .await
+                        .unwrap();
                 tokio::task::yield_now().await;
                 store::triggers::delete(&mut conn, user, id).await.unwrap();
             }

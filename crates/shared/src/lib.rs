@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod metrics_server;
 pub mod redis;
 pub mod render;
+pub mod secrets;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

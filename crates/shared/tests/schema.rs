@@ -151,7 +151,8 @@ async fn changing_an_action_bumps_its_trigger_version() {
         "actions": [{"type": "webhook", "url": "https://example.com/a"}]
     }))
     .unwrap();
-    let (trigger, actions) = shared::store::triggers::insert(&mut conn, user, &definition, None).await.unwrap();
+    let (trigger, actions) =
+        shared::store::triggers::insert(&mut conn, &testkit::keyring(), user, &definition, None).await.unwrap();
     let pool = &test_db.pool;
     let version = || async move {
         sqlx::query_scalar::<_, i64>("SELECT version FROM triggers WHERE id = $1")

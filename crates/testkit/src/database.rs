@@ -76,6 +76,25 @@ impl TestDb {
         Self { pool, config, name }
     }
 
+    /// Every row of every table of the schema as text, for searching what is stored anywhere.
+    pub async fn dump(&self) -> String {
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT table_name::text FROM information_schema.tables
+             WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY 1",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .expect("list the tables");
+        let mut text = String::new();
+        for table in tables {
+            let sql = format!("SELECT COALESCE(string_agg(t::text, E'\\n'), '') FROM \"{table}\" t");
+            let rows: String =
+                sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(&self.pool).await.expect("read a table");
+            text.push_str(&format!("== {table}\n{rows}\n"));
+        }
+        text
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }

@@ -83,3 +83,14 @@ pub fn example_trigger() -> serde_json::Value {
         ]
     })
 }
+
+/// Links Telegram chat `chat` to `user` for the shared bot, as a `/start <code>` sent from
+/// the chat would.
+pub async fn link_telegram_chat(pool: &sqlx::PgPool, user: shared::domain::UserId, chat: i64) {
+    use shared::store::telegram;
+    let mut conn = pool.acquire().await.expect("a connection");
+    let (code, _) = telegram::issue_code(&mut conn, user).await.expect("a link code");
+    let chat = telegram::Chat { id: chat, username: None, title: "test chat".into() };
+    let linked = telegram::redeem(&mut conn, &code, &chat).await.expect("redeem the code");
+    assert_eq!(linked, telegram::Redeemed::Linked(user));
+}

@@ -41,21 +41,32 @@ impl Bench {
 
     /// A trigger firing on every feedback, with one action.
     pub async fn trigger(&self, name: &str, action: Value) -> (TriggerId, ActionId) {
+        let (trigger, actions) = self.trigger_of(self.user, name, vec![action]).await;
+        (trigger, actions[0])
+    }
+
+    /// A trigger of `user` firing on every feedback, with `actions`.
+    pub async fn trigger_of(&self, user: UserId, name: &str, actions: Vec<Value>) -> (TriggerId, Vec<ActionId>) {
         let definition = TriggerDefinition::parse(&serde_json::json!({
             "name": name,
             "scope": {"event_types": ["NewFeedback"]},
-            "actions": [action]
+            "actions": actions
         }))
         .unwrap();
         let mut conn = self.db.pool.acquire().await.unwrap();
         let from = chrono::DateTime::from_timestamp(946_684_800, 0);
-        let (trigger, actions) = store::triggers::insert(&mut conn, self.user, &definition, from).await.unwrap();
-        (trigger, actions[0])
+        store::triggers::insert(&mut conn, &testkit::keyring(), user, &definition, from).await.unwrap()
+    }
+
+    /// Links Telegram chat `chat` to the bench's user for the shared bot.
+    pub async fn link_chat(&self, chat: i64) {
+        testkit::fixtures::link_telegram_chat(&self.db.pool, self.user, chat).await;
     }
 
     pub async fn signing_secret(&self, action: ActionId) -> String {
         let mut conn = self.db.pool.acquire().await.unwrap();
-        let secrets = store::triggers::action_secrets(&mut conn, self.user, action).await.unwrap().unwrap();
+        let secrets =
+            store::triggers::action_secrets(&mut conn, &testkit::keyring(), self.user, action).await.unwrap().unwrap();
         secrets["signing_secret"].as_str().unwrap().to_owned()
     }
 
@@ -92,6 +103,7 @@ impl Bench {
             address_policy: AddressPolicy {
                 allowed: if allow_loopback { vec!["127.0.0.0/8".parse().unwrap()] } else { Vec::new() },
             },
+            keyring: testkit::keyring(),
             ..Settings::default()
         }
     }

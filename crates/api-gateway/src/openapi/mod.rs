@@ -39,6 +39,9 @@ use crate::routes;
         routes::deliveries::for_trigger,
         routes::deliveries::by_status,
         routes::deliveries::replay,
+        routes::telegram::create_code,
+        routes::telegram::list,
+        routes::telegram::unlink,
     ),
     modifiers(&BearerAuth),
     tags(
@@ -48,6 +51,7 @@ use crate::routes;
         (name = "events", description = "The indexed registry events (public chain data)"),
         (name = "triggers", description = "Conditions over events and the actions they run"),
         (name = "deliveries", description = "What was delivered, what died, and replays"),
+        (name = "telegram", description = "Chats linked to the user for the server's shared bot"),
     )
 )]
 pub struct ApiDoc;

@@ -125,7 +125,10 @@ pub struct TriggerInput {
     pub actions: Vec<ActionInput>,
 }
 
-/// One action. Secrets (`bot_token`, MCP `headers`) are write-only.
+/// One action. Secrets are write-only and sealed at rest: `bot_token`, MCP `headers`, webhook
+/// `secret_headers` and the webhook headers Authorization, Proxy-Authorization, Cookie and
+/// X-Api-Key. Sent again (even empty) they replace the stored ones; left out they stay,
+/// unless the URL moves to another origin (then 422 `credentials_stay`).
 #[derive(ToSchema)]
 #[schema(example = json!({"type": "telegram", "chat_id": "-1001234", "parse_mode": "HTML"}))]
 pub struct ActionInput {
@@ -141,6 +144,8 @@ pub struct ActionInput {
     /// `POST` (default), `GET`, `PUT`, `PATCH`, `DELETE`.
     pub method: Option<String>,
     pub headers: Option<BTreeMap<String, String>>,
+    /// Webhooks: headers kept write-only whatever their name.
+    pub secret_headers: Option<BTreeMap<String, String>>,
     pub body_template: Option<String>,
     /// Webhooks: the request's timeout (default 10,000); MCP: the handshake's and the
     /// call's, each (default 30,000). 100 to 60,000 ms.
@@ -178,6 +183,8 @@ pub struct ActionView {
     pub last_delivery: Option<LastDelivery>,
     /// Webhook actions: the signing secret, only in the answer that created the action.
     pub signing_secret: Option<String>,
+    /// Webhook and MCP actions: the names of the stored secret headers (never their values).
+    pub secret_header_names: Option<Vec<String>>,
     /// The rest of the action's public configuration, as written.
     #[schema(additional_properties)]
     pub config: Option<Value>,

@@ -68,7 +68,7 @@ pub async fn rotate_secret(
 ) -> Result<HttpResponse, ApiError> {
     let (trigger, action) = ids(path)?;
     let mut conn = state.db.acquire().await.map_err(|e| ApiError::internal(&e))?;
-    match triggers::rotate_signing_secret(&mut conn, user.0, trigger, action)
+    match triggers::rotate_signing_secret(&mut conn, &state.keyring, user.0, trigger, action)
         .await
         .map_err(|e| ApiError::internal(&e))?
     {

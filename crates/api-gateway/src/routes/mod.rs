@@ -6,6 +6,7 @@ pub(crate) mod events;
 pub(crate) mod health;
 mod metrics;
 mod pagination;
+pub(crate) mod telegram;
 pub(crate) mod trigger_test;
 pub(crate) mod triggers;
 
@@ -36,6 +37,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/triggers/{id}/deliveries", web::get().to(deliveries::for_trigger))
             .route("/triggers/{id}/actions/{action_id}/breaker/reset", web::post().to(actions::reset_breaker))
             .route("/triggers/{id}/actions/{action_id}/secret/rotate", web::post().to(actions::rotate_secret))
+            .route("/telegram/link-codes", web::post().to(telegram::create_code))
+            .route("/telegram/chats", web::get().to(telegram::list))
+            .route("/telegram/chats/{chat_id}", web::delete().to(telegram::unlink))
             .route("/deliveries", web::get().to(deliveries::by_status))
             .route("/deliveries/{id}/replay", web::post().to(deliveries::replay)),
     )

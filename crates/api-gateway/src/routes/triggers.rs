@@ -3,8 +3,9 @@ use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use shared::domain::TriggerId;
-use shared::store::triggers::{self, TriggerRow};
-use shared::trigger::TriggerDefinition;
+use shared::store;
+use shared::store::triggers::{self, Replaced, TriggerRow};
+use shared::trigger::{Action, TriggerDefinition};
 
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ErrorDetail};
@@ -59,7 +60,7 @@ async fn parse(body: &Value) -> Result<TriggerDefinition, ApiError> {
         (status = 401, description = "no valid token or API key", body = crate::openapi::schemas::ErrorBody),
         (status = 409, description = "quota_exceeded: the user already has as many triggers as the quota triggers_per_user allows", body = crate::openapi::schemas::ErrorBody),
         (status = 413, description = "the body is over 256 KiB", body = crate::openapi::schemas::ErrorBody),
-        (status = 422, description = "quota_exceeded: more actions (actions_per_trigger) or a longer scope list (scope_list_length) than the quotas allow; details name the path", body = crate::openapi::schemas::ErrorBody),
+        (status = 422, description = "quota_exceeded: more actions (actions_per_trigger) or a longer scope list (scope_list_length) than the quotas allow; chat_not_linked: a Telegram action for the shared bot names a chat not linked to the user; details name the path", body = crate::openapi::schemas::ErrorBody),
         (status = 429, description = "rate limited; see Retry-After", body = crate::openapi::schemas::ErrorBody),
     ),
 )]
@@ -78,12 +79,14 @@ pub async fn create(
     }
     let definition = parse(&body).await?;
     state.quotas.check_trigger(&definition)?;
+    check_chats(&state, user, &definition, None).await?;
     let mut tx = state.db.begin().await.map_err(|e| ApiError::internal(&e))?;
-    let created = triggers::insert_within_quota(&mut tx, user.0, &definition, state.quotas.triggers_per_user)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    let created =
+        triggers::insert_within_quota(&mut tx, &state.keyring, user.0, &definition, state.quotas.triggers_per_user)
+            .await
+            .map_err(|e| ApiError::internal(&e))?;
     let (id, actions) = created.ok_or_else(|| state.quotas.triggers_reached())?;
-    let body = with_new_secrets(&mut tx, user, id, &actions).await?;
+    let body = with_new_secrets(&mut tx, &state, user, id, &actions).await?;
     tx.commit().await.map_err(|e| ApiError::internal(&e))?;
     Ok(HttpResponse::Created().json(body))
 }
@@ -102,7 +105,7 @@ pub async fn create(
         (status = 401, description = "no valid token or API key", body = crate::openapi::schemas::ErrorBody),
         (status = 404, description = "not found (or another user's)", body = crate::openapi::schemas::ErrorBody),
         (status = 413, description = "the body is over 256 KiB", body = crate::openapi::schemas::ErrorBody),
-        (status = 422, description = "quota_exceeded: more actions (actions_per_trigger) or a longer scope list (scope_list_length) than the quotas allow; details name the path", body = crate::openapi::schemas::ErrorBody),
+        (status = 422, description = "quota_exceeded: more actions (actions_per_trigger) or a longer scope list (scope_list_length) than the quotas allow; credentials_stay: an action with stored credential headers moves to another origin without sending them again; chat_not_linked: a Telegram action for the shared bot names a chat not linked to the user; details name the path", body = crate::openapi::schemas::ErrorBody),
         (status = 429, description = "rate limited; see Retry-After", body = crate::openapi::schemas::ErrorBody),
     ),
 )]
@@ -115,25 +118,96 @@ pub async fn replace(
     let id = trigger_id(&id)?;
     let definition = parse(&body).await?;
     state.quotas.check_trigger(&definition)?;
+    let current =
+        triggers::get(&state.db, user.0, id).await.map_err(|e| ApiError::internal(&e))?.ok_or_else(not_found)?;
+    check_chats(&state, user, &definition, Some(&current.actions)).await?;
     let mut tx = state.db.begin().await.map_err(|e| ApiError::internal(&e))?;
-    let created = triggers::replace(&mut tx, user.0, id, &definition).await.map_err(|e| ApiError::internal(&e))?;
-    let created = created.ok_or_else(not_found)?;
-    let body = with_new_secrets(&mut tx, user, id, &created).await?;
+    let created = match triggers::replace(&mut tx, &state.keyring, user.0, id, &definition)
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+    {
+        Replaced::Done(created) => created,
+        Replaced::Missing => return Err(not_found()),
+        Replaced::CredentialsStay(paths) => return Err(credentials_stay(paths)),
+    };
+    let body = with_new_secrets(&mut tx, &state, user, id, &created).await?;
     tx.commit().await.map_err(|e| ApiError::internal(&e))?;
     Ok(HttpResponse::Ok().json(body))
+}
+
+/// Refuses (422 `chat_not_linked`) a Telegram action for the server's shared bot whose chat
+/// the user has not linked. An action with a bot of its own (sent now, or stored on the
+/// action kept at that position of `current`) may name any chat.
+async fn check_chats(
+    state: &AppState,
+    user: AuthUser,
+    definition: &TriggerDefinition,
+    current: Option<&Value>,
+) -> Result<(), ApiError> {
+    let mut details = Vec::new();
+    for (position, action) in definition.actions.iter().enumerate() {
+        let Action::Telegram(telegram) = action else { continue };
+        let kept = current.and_then(|actions| actions.get(position));
+        let own_bot_kept = kept.is_some_and(|a| a["type"] == "telegram" && a["own_bot"] == true);
+        if telegram.bot_token.is_some() || own_bot_kept {
+            continue;
+        }
+        let linked = store::telegram::is_linked(&state.db, user.0, &telegram.chat_id)
+            .await
+            .map_err(|e| ApiError::internal(&e))?;
+        if !linked {
+            details.push(ErrorDetail {
+                path: format!("actions[{position}].chat_id"),
+                message: "the shared bot sends only to chats linked to your account: send it /start <code> \
+                          from the chat (POST /api/v1/telegram/link-codes), or give the action a bot_token"
+                    .to_owned(),
+            });
+        }
+    }
+    if details.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "chat_not_linked",
+        "a Telegram chat is not linked to your account",
+    )
+    .with_details(details))
+}
+
+/// 422 `credentials_stay`: stored credential headers never follow an action to a new origin.
+fn credentials_stay(paths: Vec<String>) -> ApiError {
+    let details = paths
+        .into_iter()
+        .map(|path| ErrorDetail {
+            path,
+            message: "the URL moves to another origin: send the credential headers for it again \
+                      (or an empty secret_headers / headers object to store none)"
+                .to_owned(),
+        })
+        .collect();
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "credentials_stay",
+        "stored credentials never follow an action to a new origin",
+    )
+    .with_details(details)
 }
 
 /// The trigger's view, with the signing secrets of the actions just created (the only time
 /// they are shown).
 async fn with_new_secrets(
     tx: &mut sqlx::PgConnection,
+    state: &AppState,
     user: AuthUser,
     id: TriggerId,
     created: &[shared::domain::ActionId],
 ) -> Result<Value, ApiError> {
     let mut secrets = serde_json::Map::new();
     for action in created {
-        let stored = triggers::action_secrets(&mut *tx, user.0, *action).await.map_err(|e| ApiError::internal(&e))?;
+        let stored = triggers::action_secrets(&mut *tx, &state.keyring, user.0, *action)
+            .await
+            .map_err(|e| ApiError::internal(&e))?;
         if let Some(secret) = stored.as_ref().and_then(|s| s.get("signing_secret")) {
             secrets.insert(action.to_string(), secret.clone());
         }

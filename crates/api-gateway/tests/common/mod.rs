@@ -20,11 +20,11 @@ pub fn tokens(lifetime: Duration) -> TokenKeys {
 /// The gateway on a free port over `db` and a Redis prefix of its own.
 pub fn start(db: &testkit::TestDb) -> Running {
     let redis = RedisHandle::new(&testkit::redis_config()).expect("redis handle");
-    Running::start(AppState::new(db.pool.clone(), redis, tokens(Duration::from_secs(3600))))
+    Running::start(AppState::new(db.pool.clone(), redis, tokens(Duration::from_secs(3600)), testkit::keyring()))
 }
 
 pub fn state(db: sqlx::PgPool, redis: RedisHandle) -> AppState {
-    AppState::new(db, redis, tokens(Duration::from_secs(3600)))
+    AppState::new(db, redis, tokens(Duration::from_secs(3600)), testkit::keyring())
 }
 
 pub struct Running {
@@ -77,4 +77,11 @@ pub async fn user<'a>(app: &'a Running, email: &str) -> Client<'a> {
         .await
         .expect("request");
     Client { app, token: login["token"].as_str().expect("request").to_owned() }
+}
+
+/// Links Telegram chat `chat` to the client's user, as `/start <code>` from the chat would.
+pub async fn link_chat(pool: &sqlx::PgPool, client: &Client<'_>, chat: i64) {
+    let me: Value = client.send(reqwest::Method::GET, "/api/v1/auth/me", None).await.json().await.expect("me");
+    let user: shared::domain::UserId = me["id"].as_str().expect("an id").parse().expect("a user id");
+    testkit::fixtures::link_telegram_chat(pool, user, chat).await;
 }

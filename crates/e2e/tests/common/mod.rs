@@ -67,7 +67,7 @@ impl System {
             &SecretString::from("end-to-end-secret-end-to-end-secret-0123".to_owned()),
             Duration::from_secs(3600),
         );
-        let state = api_gateway::AppState::new(pool, redis, tokens);
+        let state = api_gateway::AppState::new(pool, redis, tokens, testkit::keyring());
         let app = api_gateway::Application::serve(state, testkit::net::listener()).expect("the API starts");
         let api = format!("http://{}/api/v1", app.local_addr());
         tasks.push(tokio::spawn(async move {

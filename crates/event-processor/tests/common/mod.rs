@@ -64,7 +64,9 @@ impl Bench {
     pub async fn trigger(&self, json: Value, fires_from: DateTime<Utc>) -> (TriggerId, Vec<ActionId>) {
         let definition = TriggerDefinition::parse(&json).unwrap_or_else(|e| panic!("{json}: {e}"));
         let mut conn = self.db.pool.acquire().await.expect("connection");
-        store::triggers::insert(&mut conn, self.user, &definition, Some(fires_from)).await.expect("insert trigger")
+        store::triggers::insert(&mut conn, &testkit::keyring(), self.user, &definition, Some(fires_from))
+            .await
+            .expect("insert trigger")
     }
 
     /// Processes until every stored event is behind the cursor. Other tests' transactions on

@@ -5,6 +5,7 @@ pub mod deliveries;
 pub mod events;
 pub mod jobs;
 mod pages;
+pub mod telegram;
 pub mod triggers;
 pub mod users;
 

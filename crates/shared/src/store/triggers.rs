@@ -8,7 +8,17 @@ use serde_json::Value;
 use sqlx::{Connection, PgConnection};
 
 use crate::domain::{ActionId, TriggerId, UserId};
+use crate::secrets::{Keyring, Sealed, SecretsError};
 use crate::trigger::{Action, ActionKind, TriggerDefinition};
+
+/// Why writing a trigger failed: the database, or sealing its secrets (no key configured).
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
+}
 
 /// Creates a trigger with its actions, in one transaction (a savepoint inside the caller's),
 /// returning their ids in order. `fires_from` defaults to the second of creation (block
@@ -16,10 +26,11 @@ use crate::trigger::{Action, ActionKind, TriggerDefinition};
 /// with an earlier block time never fire it.
 pub async fn insert(
     conn: &mut PgConnection,
+    keyring: &Keyring,
     user: UserId,
     definition: &TriggerDefinition,
     fires_from: Option<DateTime<Utc>>,
-) -> Result<(TriggerId, Vec<ActionId>), sqlx::Error> {
+) -> Result<(TriggerId, Vec<ActionId>), WriteError> {
     let mut tx = conn.begin().await?;
     let id = TriggerId::new_random();
     let condition: Option<Value> = definition.rule.condition.as_ref().map(|_| definition.rule_json().1);
@@ -40,7 +51,8 @@ pub async fn insert(
     .await?;
     let mut action_ids = Vec::with_capacity(definition.actions.len());
     for (position, action) in definition.actions.iter().enumerate() {
-        action_ids.push(insert_action(&mut tx, id, i32::try_from(position).unwrap_or(i32::MAX), action).await?);
+        let position = i32::try_from(position).unwrap_or(i32::MAX);
+        action_ids.push(insert_action(&mut tx, keyring, id, position, action).await?);
     }
     tx.commit().await?;
     Ok((id, action_ids))
@@ -52,16 +64,17 @@ pub async fn insert(
 /// other, and the second one counts the first.
 pub async fn insert_within_quota(
     conn: &mut PgConnection,
+    keyring: &Keyring,
     user: UserId,
     definition: &TriggerDefinition,
     max: u32,
-) -> Result<Option<(TriggerId, Vec<ActionId>)>, sqlx::Error> {
+) -> Result<Option<(TriggerId, Vec<ActionId>)>, WriteError> {
     let mut tx = conn.begin().await?;
     lock_owner(&mut tx, user).await?;
     if count(&mut tx, user).await? >= i64::from(max) {
         return Ok(None);
     }
-    let created = insert(&mut tx, user, definition, None).await?;
+    let created = insert(&mut tx, keyring, user, definition, None).await?;
     tx.commit().await?;
     Ok(Some(created))
 }
@@ -167,36 +180,161 @@ pub async fn delete(conn: &mut PgConnection, user: UserId, trigger: TriggerId) -
     Ok(result.rows_affected() == 1)
 }
 
-/// Stores one action, with its secrets (a new signing secret for a webhook).
+/// Stores one action, with its secrets sealed (a new signing secret for a webhook).
 async fn insert_action(
     conn: &mut PgConnection,
+    keyring: &Keyring,
     trigger: TriggerId,
     position: i32,
     action: &Action,
-) -> Result<ActionId, sqlx::Error> {
+) -> Result<ActionId, WriteError> {
     let id = ActionId::new_random();
+    let mut secrets = action.secrets();
+    if let (Action::Webhook(_), Some(map)) = (action, secrets.as_object_mut()) {
+        map.insert("signing_secret".into(), Value::String(new_signing_secret()));
+    }
+    let sealed = keyring.seal_json(id.0, &secrets)?;
     sqlx::query(
-        "INSERT INTO trigger_actions (id, trigger_id, position, kind, config, secrets)
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO trigger_actions (id, trigger_id, position, kind, config, sealed_secrets, secrets_key_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(id)
     .bind(trigger)
     .bind(position)
     .bind(action.kind().as_str())
-    .bind(action.public_config())
-    .bind(secrets_to_store(action))
+    .bind(with_secret_markers(action.public_config(), &secrets))
+    .bind(&sealed.bytes)
+    .bind(&sealed.key_id)
     .execute(conn)
     .await?;
     Ok(id)
 }
 
-/// What is stored as an action's write-only secrets: for a webhook, a new signing secret.
-fn secrets_to_store(action: &Action) -> serde_json::Value {
-    let mut secrets = action.secrets();
-    if let (Action::Webhook(_), Some(map)) = (action, secrets.as_object_mut()) {
-        map.insert("signing_secret".into(), serde_json::Value::String(new_signing_secret()));
+/// The public config with what it may say of the stored secrets: the names (never the
+/// values) of the secret headers, and whether a Telegram action has a bot of its own.
+fn with_secret_markers(mut config: Value, secrets: &Value) -> Value {
+    let mut names: Vec<Value> = secrets
+        .get("headers")
+        .and_then(Value::as_object)
+        .map(|h| h.keys().map(|k| Value::String(k.clone())).collect())
+        .unwrap_or_default();
+    if let Some(map) = config.as_object_mut() {
+        if names.is_empty() {
+            map.remove("secret_header_names");
+        } else {
+            names.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
+            map.insert("secret_header_names".into(), Value::Array(names));
+        }
+        if secrets.get("bot_token").is_some() {
+            map.insert("own_bot".into(), Value::Bool(true));
+        } else {
+            map.remove("own_bot");
+        }
     }
-    secrets
+    config
+}
+
+/// An action's secrets as stored: sealed, or (written before sealing) still plain.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StoredSecrets {
+    pub sealed_secrets: Option<Vec<u8>>,
+    pub secrets_key_id: Option<String>,
+    pub plain_secrets: Option<Value>,
+}
+
+impl StoredSecrets {
+    /// The secrets of action `action` in clear, for the moment they are used.
+    pub fn open(&self, keyring: &Keyring, action: ActionId) -> Result<Value, SecretsError> {
+        match (&self.sealed_secrets, &self.secrets_key_id) {
+            (Some(bytes), Some(key_id)) => {
+                keyring.open_json(action.0, &Sealed { key_id: key_id.clone(), bytes: bytes.clone() })
+            }
+            _ => Ok(self.plain_secrets.clone().unwrap_or_else(|| Value::Object(serde_json::Map::new()))),
+        }
+    }
+}
+
+/// Seals `secrets` for `action` and stores them (the plain column emptied).
+async fn store_secrets(
+    conn: &mut PgConnection,
+    keyring: &Keyring,
+    action: ActionId,
+    secrets: &Value,
+) -> Result<(), WriteError> {
+    let sealed = keyring.seal_json(action.0, secrets)?;
+    sqlx::query(
+        "UPDATE trigger_actions SET sealed_secrets = $2, secrets_key_id = $3, plain_secrets = NULL WHERE id = $1",
+    )
+    .bind(action)
+    .bind(&sealed.bytes)
+    .bind(&sealed.key_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[derive(sqlx::FromRow)]
+struct ActionSecrets {
+    id: ActionId,
+    #[sqlx(flatten)]
+    stored: StoredSecrets,
+}
+
+/// Which actions [`reseal`] rewrites.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reseal {
+    /// Those whose secrets were stored before sealing (the gateway seals them at its start).
+    Plain,
+    /// Every one not under the current key (after a key rotation).
+    NotCurrent,
+}
+
+/// Seals anew, under the keyring's current key, up to `batch` of the actions `which` names;
+/// returns how many. Rows another re-seal holds are skipped. Called until it returns 0.
+pub async fn reseal(
+    conn: &mut PgConnection,
+    keyring: &Keyring,
+    which: Reseal,
+    batch: i64,
+) -> Result<usize, WriteError> {
+    let Some(current) = keyring.current_id() else {
+        return Err(SecretsError::NoKey.into());
+    };
+    let mut tx = conn.begin().await?;
+    let rows: Vec<ActionSecrets> = sqlx::query_as(
+        "SELECT id, sealed_secrets, secrets_key_id, plain_secrets FROM trigger_actions
+         WHERE CASE WHEN $3 THEN plain_secrets IS NOT NULL ELSE secrets_key_id IS DISTINCT FROM $1 END
+         LIMIT $2 FOR NO KEY UPDATE SKIP LOCKED",
+    )
+    .bind(current)
+    .bind(batch)
+    .bind(which == Reseal::Plain)
+    .fetch_all(&mut *tx)
+    .await?;
+    for row in &rows {
+        let secrets = row.stored.open(keyring, row.id)?;
+        store_secrets(&mut tx, keyring, row.id, &secrets).await?;
+    }
+    tx.commit().await?;
+    Ok(rows.len())
+}
+
+/// How many actions' secrets are not under the keyring's current key (plain ones included).
+pub async fn count_not_under(conn: &mut PgConnection, keyring: &Keyring) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) FROM trigger_actions WHERE secrets_key_id IS DISTINCT FROM $1")
+        .bind(keyring.current_id())
+        .fetch_one(conn)
+        .await
+}
+
+/// The stored secrets of an action, its row locked until the caller's transaction ends.
+async fn secrets_for_update(conn: &mut PgConnection, action: ActionId) -> Result<StoredSecrets, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT sealed_secrets, secrets_key_id, plain_secrets FROM trigger_actions WHERE id = $1 FOR NO KEY UPDATE",
+    )
+    .bind(action)
+    .fetch_one(conn)
+    .await
 }
 
 /// A Standard Webhooks secret: `whsec_` and 32 random bytes in base64.
@@ -240,40 +378,44 @@ async fn owned_action_kind(
 /// Gives one of the user's webhook actions a new signing secret.
 pub async fn rotate_signing_secret(
     conn: &mut PgConnection,
+    keyring: &Keyring,
     user: UserId,
     trigger: TriggerId,
     action: ActionId,
-) -> Result<Rotation, sqlx::Error> {
+) -> Result<Rotation, WriteError> {
     match owned_action_kind(conn, user, trigger, action).await?.as_deref() {
         None => return Ok(Rotation::Missing),
         Some(kind) if kind != ActionKind::Webhook.as_str() => return Ok(Rotation::NotWebhook),
         Some(_) => {}
     }
     let secret = new_signing_secret();
-    sqlx::query(
-        "UPDATE trigger_actions SET secrets = secrets || jsonb_build_object('signing_secret', $2::text) WHERE id = $1",
-    )
-    .bind(action)
-    .bind(&secret)
-    .execute(conn)
-    .await?;
+    let mut tx = conn.begin().await?;
+    let mut secrets = secrets_for_update(&mut tx, action).await?.open(keyring, action)?;
+    if let Some(map) = secrets.as_object_mut() {
+        map.insert("signing_secret".into(), Value::String(secret.clone()));
+    }
+    store_secrets(&mut tx, keyring, action, &secrets).await?;
+    tx.commit().await?;
     Ok(Rotation::Rotated(secret))
 }
 
 /// The write-only secrets of one of the user's actions (to show a new signing secret once).
 pub async fn action_secrets(
     conn: &mut PgConnection,
+    keyring: &Keyring,
     user: UserId,
     action: ActionId,
-) -> Result<Option<serde_json::Value>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT a.secrets FROM trigger_actions a JOIN triggers t ON t.id = a.trigger_id
+) -> Result<Option<Value>, WriteError> {
+    let stored: Option<StoredSecrets> = sqlx::query_as(
+        "SELECT a.sealed_secrets, a.secrets_key_id, a.plain_secrets FROM trigger_actions a
+         JOIN triggers t ON t.id = a.trigger_id
          WHERE a.id = $2 AND t.user_id = $1",
     )
     .bind(user)
     .bind(action)
     .fetch_optional(conn)
-    .await
+    .await?;
+    Ok(stored.map(|s| s.open(keyring, action)).transpose()?)
 }
 
 /// A trigger as the API shows it (no secrets).
@@ -361,49 +503,66 @@ pub async fn reset_breaker(
     Ok(true)
 }
 
+/// What replacing a trigger did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replaced {
+    /// The ids of the actions created afresh.
+    Done(Vec<ActionId>),
+    /// The user has no such trigger.
+    Missing,
+    /// Nothing was written: these actions (paths like `actions[0].headers`) would send
+    /// their stored credentials to a new origin; they must be sent again.
+    CredentialsStay(Vec<String>),
+}
+
 /// Replaces one of the user's triggers with `definition`, in one transaction. An action
 /// that keeps its position and kind keeps its id, its breaker, its delivery history and its
-/// signing secret (secrets given anew, a bot token or MCP headers, replace the old ones);
-/// other actions are created afresh. Returns the ids of the actions created afresh, or
-/// `None` when the user has no such trigger.
+/// signing secret; each secret sent anew (a bot token, headers) replaces the stored one.
+/// Stored credential headers never follow an action to another origin: such a change
+/// without the headers sent again writes nothing ([`Replaced::CredentialsStay`]).
 pub async fn replace(
     conn: &mut PgConnection,
+    keyring: &Keyring,
     user: UserId,
     trigger: TriggerId,
     definition: &TriggerDefinition,
-) -> Result<Option<Vec<ActionId>>, sqlx::Error> {
+) -> Result<Replaced, WriteError> {
     let mut tx = conn.begin().await?;
     if !update_rule(&mut tx, user, trigger, definition).await? {
-        return Ok(None);
+        return Ok(Replaced::Missing);
     }
     set_enabled(&mut tx, user, trigger, definition.enabled, None).await?;
-    let existing: Vec<(ActionId, i32, String, serde_json::Value)> = sqlx::query_as(
-        "SELECT id, position, kind, secrets FROM trigger_actions WHERE trigger_id = $1 ORDER BY position",
+    let existing: Vec<(ActionId, i32, String, Value)> = sqlx::query_as(
+        "SELECT id, position, kind, config FROM trigger_actions WHERE trigger_id = $1 ORDER BY position FOR NO KEY UPDATE",
     )
     .bind(trigger)
     .fetch_all(&mut *tx)
     .await?;
     let mut created = Vec::new();
+    let mut stay = Vec::new();
     for (position, action) in definition.actions.iter().enumerate() {
         let position = i32::try_from(position).unwrap_or(i32::MAX);
         let kept = existing.iter().find(|(_, p, kind, _)| *p == position && kind == action.kind().as_str());
         match kept {
-            Some((id, _, _, old_secrets)) => {
-                let mut secrets = old_secrets.clone();
-                if let (Some(merged), serde_json::Value::Object(new)) = (secrets.as_object_mut(), action.secrets()) {
-                    for (key, value) in new {
-                        let empty = value.as_object().is_some_and(serde_json::Map::is_empty);
-                        if !empty {
-                            merged.insert(key, value);
-                        }
-                    }
+            Some((id, _, _, old_config)) => {
+                let mut secrets = secrets_for_update(&mut tx, *id).await?.open(keyring, *id)?;
+                let new = action.secrets();
+                let old_origin =
+                    serde_json::from_value::<Action>(old_config.clone()).ok().and_then(|old| old.credential_origin());
+                let has_credentials = secrets.get("headers").and_then(Value::as_object).is_some_and(|h| !h.is_empty());
+                if has_credentials && new.get("headers").is_none() && old_origin != action.credential_origin() {
+                    stay.push(format!("actions[{position}].headers"));
+                    continue;
                 }
-                sqlx::query("UPDATE trigger_actions SET config = $2, secrets = $3, updated_at = now() WHERE id = $1")
+                if let (Some(merged), Value::Object(new)) = (secrets.as_object_mut(), new) {
+                    merged.extend(new);
+                }
+                sqlx::query("UPDATE trigger_actions SET config = $2, updated_at = now() WHERE id = $1")
                     .bind(id)
-                    .bind(action.public_config())
-                    .bind(secrets)
+                    .bind(with_secret_markers(action.public_config(), &secrets))
                     .execute(&mut *tx)
                     .await?;
+                store_secrets(&mut tx, keyring, *id, &secrets).await?;
             }
             None => {
                 sqlx::query("DELETE FROM trigger_actions WHERE trigger_id = $1 AND position = $2")
@@ -411,9 +570,12 @@ pub async fn replace(
                     .bind(position)
                     .execute(&mut *tx)
                     .await?;
-                created.push(insert_action(&mut tx, trigger, position, action).await?);
+                created.push(insert_action(&mut tx, keyring, trigger, position, action).await?);
             }
         }
+    }
+    if !stay.is_empty() {
+        return Ok(Replaced::CredentialsStay(stay));
     }
     sqlx::query("DELETE FROM trigger_actions WHERE trigger_id = $1 AND position >= $2")
         .bind(trigger)
@@ -421,5 +583,5 @@ pub async fn replace(
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok(Some(created))
+    Ok(Replaced::Done(created))
 }

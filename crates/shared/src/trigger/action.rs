@@ -23,6 +23,10 @@ const DEFAULT_MCP_TIMEOUT_MS: u64 = 30_000;
 /// Most headers on one action.
 const MAX_HEADERS: usize = 32;
 
+/// Webhook headers that carry credentials: whatever their place in the request, they are
+/// kept write-only with the action's secrets (as is every header in `secret_headers`).
+pub const SENSITIVE_HEADERS: &[&str] = &["authorization", "proxy-authorization", "cookie", "x-api-key"];
+
 /// Headers the webhook signer sets, or that HTTP itself owns; users cannot set them.
 const RESERVED_HEADERS: &[&str] = &[
     "webhook-id",
@@ -88,14 +92,26 @@ pub struct TelegramAction {
     /// Write-only; the server's token is used when absent.
     #[serde(skip)]
     pub bot_token: Option<SecretString>,
+    /// Whether a bot token of its own is stored. Set by the store; ignored on input.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub own_bot: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WebhookAction {
     pub url: String,
     pub method: HttpMethod,
+    /// The public headers; credentials go to `secret_headers`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
+    /// Write-only: headers named in [`SENSITIVE_HEADERS`] and those sent in `secret_headers`.
+    /// `None` when none were sent: the stored ones stay.
+    #[serde(skip)]
+    pub secret_headers: Option<BTreeMap<String, SecretString>>,
+    /// The names of the stored secret headers, shown in place of their values. Set by the
+    /// store; ignored on input.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_header_names: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body_template: Option<String>,
     pub timeout_ms: u64,
@@ -106,9 +122,14 @@ pub struct McpAction {
     pub server_url: String,
     pub tool: String,
     pub arguments: Map<String, Value>,
-    /// Write-only (e.g. Authorization).
+    /// Write-only (e.g. Authorization). `None` when `headers` was not sent: the stored ones
+    /// stay.
     #[serde(skip)]
-    pub headers: BTreeMap<String, SecretString>,
+    pub headers: Option<BTreeMap<String, SecretString>>,
+    /// The names of the stored headers, shown in place of their values. Set by the store;
+    /// ignored on input.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_header_names: Vec<String>,
     /// Bounds the initialize handshake and the tool call, each.
     #[serde(default = "default_mcp_timeout_ms")]
     pub timeout_ms: u64,
@@ -141,20 +162,32 @@ impl Action {
         serde_json::to_value(self).unwrap_or(Value::Null)
     }
 
-    /// The write-only part, for storage apart from the config.
+    /// The write-only part that was sent, for storage apart from the config: each key
+    /// present replaces the stored one, the others stay.
     pub fn secrets(&self) -> Value {
+        let headers = |headers: &BTreeMap<String, SecretString>| -> Value {
+            headers.iter().map(|(k, v)| (k.clone(), Value::String(v.expose_secret().to_owned()))).collect()
+        };
         match self {
             Action::Telegram(t) => match &t.bot_token {
                 Some(token) => json!({ "bot_token": token.expose_secret() }),
                 None => json!({}),
             },
-            Action::Webhook(_) => json!({}),
-            Action::Mcp(m) => {
-                let headers: Map<String, Value> =
-                    m.headers.iter().map(|(k, v)| (k.clone(), Value::String(v.expose_secret().to_owned()))).collect();
-                json!({ "headers": headers })
-            }
+            Action::Webhook(WebhookAction { secret_headers: Some(h), .. })
+            | Action::Mcp(McpAction { headers: Some(h), .. }) => json!({ "headers": headers(h) }),
+            Action::Webhook(_) | Action::Mcp(_) => json!({}),
         }
+    }
+
+    /// The origin (scheme, host and port) that receives the action's credentials, for
+    /// webhooks and MCP servers.
+    pub fn credential_origin(&self) -> Option<String> {
+        let url = match self {
+            Action::Webhook(w) => &w.url,
+            Action::Mcp(m) => &m.server_url,
+            Action::Telegram(_) => return None,
+        };
+        url::Url::parse(url).ok().map(|u| u.origin().ascii_serialization())
     }
 }
 
@@ -207,13 +240,27 @@ fn parse_action(value: &Value, path: &Path, errors: &mut Errors) -> Option<Actio
     let before = errors.len();
     let action = match kind {
         ActionKind::Telegram => {
-            reject_unknown_keys(object, &["type", "chat_id", "template", "parse_mode", "bot_token"], path, errors);
+            reject_unknown_keys(
+                object,
+                &["type", "chat_id", "template", "parse_mode", "bot_token", "own_bot"],
+                path,
+                errors,
+            );
             telegram(object, path, errors).map(Action::Telegram)
         }
         ActionKind::Webhook => {
             reject_unknown_keys(
                 object,
-                &["type", "url", "method", "headers", "body_template", "timeout_ms"],
+                &[
+                    "type",
+                    "url",
+                    "method",
+                    "headers",
+                    "secret_headers",
+                    "secret_header_names",
+                    "body_template",
+                    "timeout_ms",
+                ],
                 path,
                 errors,
             );
@@ -222,7 +269,7 @@ fn parse_action(value: &Value, path: &Path, errors: &mut Errors) -> Option<Actio
         ActionKind::Mcp => {
             reject_unknown_keys(
                 object,
-                &["type", "server_url", "tool", "arguments", "headers", "timeout_ms"],
+                &["type", "server_url", "tool", "arguments", "headers", "secret_header_names", "timeout_ms"],
                 path,
                 errors,
             );
@@ -282,7 +329,7 @@ fn telegram(object: &Map<String, Value>, path: &Path, errors: &mut Errors) -> Op
             None
         }
     };
-    Some(TelegramAction { chat_id: chat_id?, template, parse_mode, bot_token })
+    Some(TelegramAction { chat_id: chat_id?, template, parse_mode, bot_token, own_bot: false })
 }
 
 fn is_bot_token(token: &str) -> bool {
@@ -316,10 +363,50 @@ fn webhook(object: &Map<String, Value>, path: &Path, errors: &mut Errors) -> Opt
             HttpMethod::Post
         }
     };
-    let headers = headers(object.get("headers"), &path.key("headers"), errors);
+    let (headers, secret_headers) = webhook_headers(object, path, errors);
     let body_template = optional_template(object.get("body_template"), &path.key("body_template"), errors);
     let timeout_ms = timeout_ms(object, path, errors, DEFAULT_TIMEOUT_MS);
-    Some(WebhookAction { url: url?, method, headers, body_template, timeout_ms })
+    Some(WebhookAction {
+        url: url?,
+        method,
+        headers,
+        secret_headers,
+        secret_header_names: Vec::new(),
+        body_template,
+        timeout_ms,
+    })
+}
+
+/// A webhook's public headers and, when any were sent, its secret ones: the sensitive names
+/// among `headers` and everything in `secret_headers` (which, even empty, replaces what is
+/// stored).
+type SplitHeaders = (BTreeMap<String, String>, Option<BTreeMap<String, SecretString>>);
+
+fn webhook_headers(object: &Map<String, Value>, path: &Path, errors: &mut Errors) -> SplitHeaders {
+    let given = headers(object.get("headers"), &path.key("headers"), errors);
+    let marked = headers(object.get("secret_headers"), &path.key("secret_headers"), errors);
+    let mut public = BTreeMap::new();
+    let mut secret: BTreeMap<String, SecretString> = BTreeMap::new();
+    for (name, value) in given {
+        if SENSITIVE_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+            secret.insert(name, SecretString::from(value));
+        } else {
+            public.insert(name, value);
+        }
+    }
+    for (name, value) in marked {
+        let lower = name.to_ascii_lowercase();
+        if public.keys().chain(secret.keys()).any(|n| n.to_ascii_lowercase() == lower) {
+            errors.add(&path.key("secret_headers").key(&name), "also sent in headers: send each header once");
+            continue;
+        }
+        secret.insert(name, SecretString::from(value));
+    }
+    if public.len() + secret.len() > MAX_HEADERS {
+        errors.add(&path.key("headers"), format!("at most {MAX_HEADERS} headers in all"));
+    }
+    let sent = !secret.is_empty() || matches!(object.get("secret_headers"), Some(Value::Object(_)));
+    (public, sent.then_some(secret))
 }
 
 /// The action's `timeout_ms`, `default` when absent.
@@ -377,12 +464,20 @@ fn mcp(object: &Map<String, Value>, path: &Path, errors: &mut Errors) -> Option<
             Map::new()
         }
     };
+    let sent = matches!(object.get("headers"), Some(Value::Object(_)));
     let headers = headers(object.get("headers"), &path.key("headers"), errors)
         .into_iter()
         .map(|(k, v)| (k, SecretString::from(v)))
         .collect();
     let timeout_ms = timeout_ms(object, path, errors, DEFAULT_MCP_TIMEOUT_MS);
-    Some(McpAction { server_url: server_url?, tool: tool?, arguments, headers, timeout_ms })
+    Some(McpAction {
+        server_url: server_url?,
+        tool: tool?,
+        arguments,
+        headers: sent.then_some(headers),
+        secret_header_names: Vec::new(),
+        timeout_ms,
+    })
 }
 
 fn check_argument_templates(value: &Value, path: &Path, errors: &mut Errors) {

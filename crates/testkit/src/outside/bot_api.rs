@@ -1,5 +1,6 @@
-//! A server speaking the Telegram Bot API's `sendMessage`: records each message (token,
-//! body, time) and answers what the test scripts (`{"ok": true}` once the script is used up).
+//! A server speaking the Telegram Bot API's `sendMessage` and `getUpdates`: records each
+//! message (token, body, time) and answers what the test scripts (`{"ok": true}` once the
+//! script is used up); serves the updates the test pushes, long polling like Telegram.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -20,6 +21,36 @@ pub struct Sent {
 pub struct BotApi {
     sent: Arc<Mutex<Vec<Sent>>>,
     pub answers: Arc<Mutex<VecDeque<(u16, Value)>>>,
+    /// Updates pushed so far, each with its `update_id` (from 1).
+    updates: Arc<Mutex<Vec<Value>>>,
+    /// Raw answers (status, body) given to the next `getUpdates` calls, before any update.
+    pub update_answers: Arc<Mutex<VecDeque<(u16, String)>>>,
+    /// The `offset` of every `getUpdates` call, in order.
+    offsets: Arc<Mutex<Vec<i64>>>,
+}
+
+async fn get_updates(body: web::Json<Value>, api: web::Data<BotApi>) -> HttpResponse {
+    let offset = body["offset"].as_i64().unwrap_or(0);
+    api.offsets.lock().expect("bot api").push(offset);
+    if let Some((status, raw)) = api.update_answers.lock().expect("bot api").pop_front() {
+        return HttpResponse::build(actix_web::http::StatusCode::from_u16(status).expect("bot api")).body(raw);
+    }
+    let wait = std::time::Duration::from_secs(body["timeout"].as_u64().unwrap_or(0).min(5));
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let ready: Vec<Value> = api
+            .updates
+            .lock()
+            .expect("bot api")
+            .iter()
+            .filter(|u| u["update_id"].as_i64().unwrap_or(0) >= offset)
+            .cloned()
+            .collect();
+        if !ready.is_empty() || tokio::time::Instant::now() >= deadline {
+            return HttpResponse::Ok().json(json!({"ok": true, "result": ready}));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 async fn send_message(req: HttpRequest, body: web::Json<Value>, api: web::Data<BotApi>) -> HttpResponse {
@@ -42,9 +73,12 @@ impl BotApi {
         let url = format!("http://127.0.0.1:{}", listener.local_addr().expect("bot api").port());
         let data = web::Data::new(api.clone());
         let server = HttpServer::new(move || {
-            App::new().app_data(data.clone()).route("/{bot}/sendMessage", web::post().to(send_message))
+            App::new()
+                .app_data(data.clone())
+                .route("/{bot}/sendMessage", web::post().to(send_message))
+                .route("/{bot}/getUpdates", web::post().to(get_updates))
         })
-        .workers(1)
+        .workers(2)
         .listen(listener)
         .expect("bot api")
         .run();
@@ -54,5 +88,26 @@ impl BotApi {
 
     pub fn sent(&self) -> Vec<Sent> {
         self.sent.lock().expect("bot api").clone()
+    }
+
+    /// Makes `update` (without its id) the next update; returns its `update_id`.
+    pub fn push_update(&self, mut update: Value) -> i64 {
+        let mut updates = self.updates.lock().expect("bot api");
+        let id = i64::try_from(updates.len()).unwrap_or(i64::MAX) + 1;
+        update["update_id"] = json!(id);
+        updates.push(update);
+        id
+    }
+
+    /// A message with `text` from chat `chat` (a group, with `title`).
+    pub fn push_message(&self, chat: i64, title: &str, text: &str) -> i64 {
+        self.push_update(
+            json!({"message": {"message_id": 1, "text": text, "chat": {"id": chat, "type": "group", "title": title}}}),
+        )
+    }
+
+    /// The `offset` of every `getUpdates` call so far.
+    pub fn offsets(&self) -> Vec<i64> {
+        self.offsets.lock().expect("bot api").clone()
     }
 }
