@@ -56,6 +56,25 @@ async fn feedback_on_chain_fires_a_trigger_made_through_the_api_to_three_targets
     let system = common::System::start(&db, &anvil, &registries, worker_settings).await;
     let (client, api, token) = (&system.client, &system.api, &system.token);
 
+    // The user links chat -100 to the shared bot: a code from the API, sent to the bot from
+    // the chat, read from the bot's updates by the workers.
+    let issued: Value = client
+        .post(format!("{api}/telegram/link-codes"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    bot.push_message(-100, "ops", issued["command"].as_str().unwrap());
+    wait::until("the chat to be linked", DEADLINE, || async {
+        let chats: Value =
+            client.get(format!("{api}/telegram/chats")).bearer_auth(token).send().await.ok()?.json().await.ok()?;
+        (chats["items"][0]["chat_id"] == -100).then_some(())
+    })
+    .await;
+
     registries.call(registries.identity, IdentityRegistry::registerCall { agentURI: "ipfs://agent".into() }).await;
     let trigger = json!({
         "name": "Agent 0 uptime falling",
@@ -112,10 +131,11 @@ async fn feedback_on_chain_fires_a_trigger_made_through_the_api_to_three_targets
     assert_eq!(body["aggregates"], json!({"ema": "63.75", "recent": "3"}));
 
     let messages = bot.sent();
-    assert_eq!(messages.len(), 1, "one Telegram message");
-    assert_eq!(messages[0].token, BOT_TOKEN);
-    assert_eq!(messages[0].body["chat_id"], "-100");
-    assert_eq!(messages[0].body["text"], "Agent 0: EMA 63.75");
+    assert_eq!(messages.len(), 2, "the link's confirmation, then one alert");
+    assert_eq!(messages[0].body["chat_id"], -100);
+    assert_eq!(messages[1].token, BOT_TOKEN);
+    assert_eq!(messages[1].body["chat_id"], "-100");
+    assert_eq!(messages[1].body["text"], "Agent 0: EMA 63.75");
 
     let calls = agent.calls.lock().unwrap().clone();
     assert_eq!(calls.len(), 1, "one tool call");

@@ -1,9 +1,10 @@
 //! The batch loop: read settled events after the cursor, evaluate them, and commit state,
 //! cooldowns, outbox rows and the new cursor in one transaction.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use shared::domain::StoredEvent;
+use shared::domain::{StoredEvent, TriggerId};
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
 
@@ -160,6 +161,10 @@ pub struct Processor {
     cooldowns: CooldownCache,
     /// Triggers on their way into the index.
     warming: Warming,
+    /// How many times in a row each trigger was sent back to its task because more events
+    /// had come than its final replay takes: each time the next final replay takes twice as
+    /// many, so a trigger always gets in, however steady the traffic.
+    sent_back: HashMap<TriggerId, u32>,
     cursor: Option<Cursor>,
     /// Receives the jobs of every committed batch (the relay's fast path).
     hand_off: Option<HandOff>,
@@ -170,6 +175,7 @@ impl Processor {
     pub fn new(pool: PgPool, settings: Settings) -> Self {
         Self {
             warming: Warming::new(pool.clone(), settings.clone()),
+            sent_back: HashMap::new(),
             pool,
             settings,
             triggers: TriggerSet::default(),
@@ -318,6 +324,7 @@ impl Processor {
         for (trigger, at) in ready {
             if !self.triggers.holds(&trigger) {
                 // Changed or removed since it started: its newer version has its own way in.
+                self.sent_back.remove(&trigger.id);
                 continue;
             }
             let mut catch_up = CatchUp::new(
@@ -327,17 +334,22 @@ impl Processor {
                 self.settings.fence,
             );
             let hand_off = self.hand_off.as_ref();
+            let times = self.sent_back.get(&trigger.id).copied().unwrap_or(0);
+            let chunks = FINAL_CHUNKS << times.min(16);
             let progress =
-                catch_up.to(&self.pool, at, cursor, FINAL_CHUNKS, |jobs| crate::relay::hand(hand_off, jobs)).await?;
+                catch_up.to(&self.pool, at, cursor, chunks, |jobs| crate::relay::hand(hand_off, jobs)).await?;
             if !progress.live {
+                self.sent_back.remove(&trigger.id);
                 continue;
             }
             if progress.reached < cursor {
                 // The batches went far ahead meanwhile (a backlog): the rest is not replayed
                 // here, between two batches, but on its task again.
+                self.sent_back.insert(trigger.id, times + 1);
                 self.warming.start(trigger, cursor).await?;
                 continue;
             }
+            self.sent_back.remove(&trigger.id);
             catchup::finish(&self.pool, trigger.id, cursor, self.settings.fence).await?;
             // The caches may hold states of its earlier version.
             self.states.clear();
