@@ -12,7 +12,7 @@ USER app
 WORKDIR /app
 
 FROM runtime AS api-gateway
-COPY --from=build /src/target/release/api-gateway /usr/local/bin/
+COPY --from=build /src/target/release/api-gateway /src/target/release/reseal-secrets /usr/local/bin/
 EXPOSE 8080
 CMD ["api-gateway"]
 

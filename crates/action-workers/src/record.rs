@@ -13,13 +13,22 @@ use sqlx::PgPool;
 use crate::outcome::{Attempt, Verdict};
 
 /// The job as the database knows it.
-#[derive(Debug, sqlx::FromRow)]
 pub struct JobState {
     pub status: String,
     pub attempts: i32,
     /// The action's write-only secrets (signing secret, bot token, credential headers), opened;
     /// why they do not open otherwise.
     pub secrets: Result<Value, String>,
+}
+
+impl std::fmt::Debug for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobState")
+            .field("status", &self.status)
+            .field("attempts", &self.attempts)
+            .field("secrets", &self.secrets.as_ref().map(|_| "[redacted]"))
+            .finish()
+    }
 }
 
 impl JobState {

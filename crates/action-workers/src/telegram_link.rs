@@ -74,6 +74,29 @@ pub async fn run(pool: PgPool, settings: TelegramSettings, mut stop: watch::Rece
     }
 }
 
+/// What one `getUpdates` gave.
+enum Fetched {
+    Updates(Vec<Value>),
+    /// An answer over [`MAX_ANSWER_BYTES`], with the id of its first update when it could be
+    /// read from the beginning.
+    TooBig {
+        first: Option<i64>,
+    },
+}
+
+/// The first `"update_id":<digits>` of an answer too big to parse whole.
+fn first_update_id(bytes: &[u8]) -> Option<i64> {
+    let key = b"\"update_id\":";
+    let at = bytes.windows(key.len()).position(|w| w == key)? + key.len();
+    let digits: String = bytes[at..]
+        .iter()
+        .skip_while(|b| b.is_ascii_whitespace())
+        .take_while(|b| b.is_ascii_digit())
+        .map(|&b| char::from(b))
+        .collect();
+    digits.parse().ok()
+}
+
 struct Reader {
     pool: PgPool,
     http: reqwest::Client,
@@ -98,11 +121,30 @@ impl Reader {
             return Ok(());
         }
         let mut offset = telegram::next_offset(&self.pool, self.bot).await?.unwrap_or(0);
+        let mut limit = BATCH;
         while !*stop.borrow() {
             // The lock is ours as long as its connection lives.
             sqlx::query("SELECT 1").execute(&mut lock).await?;
-            let updates = self.updates(offset).await?;
-            if let Some(next) = self.handle(&updates).await? {
+            let next = match self.updates(offset, limit).await? {
+                Fetched::Updates(updates) => {
+                    limit = BATCH;
+                    self.handle(&updates).await?
+                }
+                // Too big to read at once: one at a time, and one too big alone is skipped,
+                // so no message anyone sends the bot can stop the linking of others.
+                Fetched::TooBig { .. } if limit > 1 => {
+                    limit = 1;
+                    None
+                }
+                Fetched::TooBig { first: Some(id) } => {
+                    tracing::warn!(update.id = id, "skipping a Telegram update too big to read");
+                    Some(id.saturating_add(1))
+                }
+                Fetched::TooBig { first: None } => {
+                    return Err(LinkError::Updates(format!("an answer over {MAX_ANSWER_BYTES} bytes")));
+                }
+            };
+            if let Some(next) = next {
                 offset = next;
                 telegram::set_next_offset(&self.pool, self.bot, offset).await?;
             }
@@ -110,12 +152,13 @@ impl Reader {
         Ok(())
     }
 
-    /// One `getUpdates` from `offset`, waiting up to the long-poll time for some.
-    async fn updates(&self, offset: i64) -> Result<Vec<Value>, LinkError> {
+    /// One `getUpdates` of up to `limit` updates from `offset`, waiting up to the long-poll
+    /// time for some.
+    async fn updates(&self, offset: i64, limit: u32) -> Result<Fetched, LinkError> {
         let url = format!("{}/bot{}/getUpdates", self.api_url, self.token.expose_secret());
         let body = json!({
             "offset": offset,
-            "limit": BATCH,
+            "limit": limit,
             "timeout": self.settings.long_poll.as_secs(),
             "allowed_updates": ["message", "channel_post"],
         });
@@ -126,14 +169,15 @@ impl Reader {
         let mut bytes = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(failed)? {
             if bytes.len() + chunk.len() > MAX_ANSWER_BYTES {
-                return Err(LinkError::Updates(format!("an answer over {MAX_ANSWER_BYTES} bytes")));
+                bytes.extend_from_slice(&chunk);
+                return Ok(Fetched::TooBig { first: first_update_id(&bytes) });
             }
             bytes.extend_from_slice(&chunk);
         }
         let answer: Value = serde_json::from_slice(&bytes)
             .map_err(|_| LinkError::Updates(format!("HTTP {status} with an answer that is not JSON")))?;
         match (answer["ok"].as_bool(), answer["result"].as_array()) {
-            (Some(true), Some(updates)) => Ok(updates.clone()),
+            (Some(true), Some(updates)) => Ok(Fetched::Updates(updates.clone())),
             _ => {
                 let description: String =
                     answer["description"].as_str().unwrap_or("no description").chars().take(200).collect();
@@ -149,7 +193,16 @@ impl Reader {
         for update in updates {
             let Some(id) = update["update_id"].as_i64() else { continue };
             next = Some(next.unwrap_or(i64::MIN).max(id.saturating_add(1)));
-            let Some((code, chat)) = start_command(update) else { continue };
+            let Some(start) = start_command(update) else { continue };
+            // In a group, only its administrators may link it: an ordinary member could
+            // otherwise have the bot post their alerts to everyone there.
+            if let Some(sender) = start.sender
+                && !self.is_admin(start.chat.id, sender).await
+            {
+                tracing::info!(chat.id = start.chat.id, "a link code from a group member who is not an administrator");
+                continue;
+            }
+            let (code, chat) = (start.code, start.chat);
             let mut conn = self.pool.acquire().await?;
             match telegram::redeem(&mut conn, &code, &chat).await? {
                 Redeemed::Linked(user) => {
@@ -168,6 +221,24 @@ impl Reader {
         Ok(next)
     }
 
+    /// Whether `user` is an administrator (or the creator) of `chat`, as `getChatMember` says;
+    /// `false` when it cannot be told.
+    async fn is_admin(&self, chat: i64, user: i64) -> bool {
+        let url = format!("{}/bot{}/getChatMember", self.api_url, self.token.expose_secret());
+        let answer = async {
+            let response = self.http.post(url).json(&json!({"chat_id": chat, "user_id": user})).send().await.ok()?;
+            let bytes = response.bytes().await.ok()?;
+            if bytes.len() > 64 * 1024 {
+                return None;
+            }
+            serde_json::from_slice::<Value>(&bytes).ok()
+        }
+        .await;
+        answer.is_some_and(|a| {
+            a["ok"] == json!(true) && matches!(a["result"]["status"].as_str(), Some("creator" | "administrator"))
+        })
+    }
+
     /// A best-effort answer in the chat.
     async fn reply(&self, chat: i64, text: &str) {
         let url = format!("{}/bot{}/sendMessage", self.api_url, self.token.expose_secret());
@@ -178,10 +249,24 @@ impl Reader {
     }
 }
 
-/// The code and chat of an update that is a `/start <code>` (also `/start@bot <code>`, in a
-/// message or a channel post); `None` for anything else.
-fn start_command(update: &Value) -> Option<(String, Chat)> {
-    let message = update.get("message").or_else(|| update.get("channel_post"))?;
+/// A `/start <code>` read from an update.
+#[derive(Debug, PartialEq, Eq)]
+struct Start {
+    code: String,
+    chat: Chat,
+    /// In a group, who sent it (they must be an administrator); `None` in a private chat or
+    /// a channel (where only administrators post).
+    sender: Option<i64>,
+}
+
+/// The `/start <code>` an update holds (also `/start@bot <code>`, in a message or a channel
+/// post); `None` for anything else.
+fn start_command(update: &Value) -> Option<Start> {
+    let (message, in_channel) = match (update.get("message"), update.get("channel_post")) {
+        (Some(message), _) => (message, false),
+        (None, Some(post)) => (post, true),
+        (None, None) => return None,
+    };
     let text = message["text"].as_str()?;
     if text.len() > 256 {
         return None;
@@ -199,6 +284,10 @@ fn start_command(update: &Value) -> Option<(String, Chat)> {
     }
     let chat = &message["chat"];
     let id = chat["id"].as_i64()?;
+    let sender = match (in_channel, chat["type"].as_str()) {
+        (true, _) | (false, Some("private")) => None,
+        (false, _) => Some(message["from"]["id"].as_i64()?),
+    };
     let title = match chat["title"].as_str() {
         Some(title) => title.to_owned(),
         None => [chat["first_name"].as_str(), chat["last_name"].as_str()]
@@ -208,7 +297,7 @@ fn start_command(update: &Value) -> Option<(String, Chat)> {
             .join(" "),
     };
     let username = chat["username"].as_str().filter(|u| telegram::is_username(u)).map(str::to_owned);
-    Some((code.to_owned(), Chat { id, username, title }))
+    Some(Start { code: code.to_owned(), chat: Chat { id, username, title }, sender })
 }
 
 #[cfg(test)]
@@ -218,10 +307,14 @@ mod tests {
     #[test]
     fn only_a_start_with_a_plausible_code_is_read() {
         let code = "AbCdEfGhIjKlMnOpQrStUv";
-        let update = |text: &str| json!({"update_id": 1, "message": {"text": text, "chat": {"id": -5, "title": "Ops", "username": "ops_room"}}});
-        let (read, chat) = start_command(&update(&format!("/start {code}"))).expect("a start");
-        assert_eq!(read, code);
-        assert_eq!(chat, Chat { id: -5, username: Some("ops_room".into()), title: "Ops".into() });
+        let update = |text: &str| {
+            json!({"update_id": 1, "message": {"text": text, "from": {"id": 9},
+                   "chat": {"id": -5, "type": "supergroup", "title": "Ops", "username": "ops_room"}}})
+        };
+        let start = start_command(&update(&format!("/start {code}"))).expect("a start");
+        assert_eq!(start.code, code);
+        assert_eq!(start.chat, Chat { id: -5, username: Some("ops_room".into()), title: "Ops".into() });
+        assert_eq!(start.sender, Some(9), "in a group, the sender must be an administrator");
         assert!(start_command(&update(&format!("/start@alerts_bot {code}"))).is_some());
         for text in [
             "/start",
@@ -236,12 +329,23 @@ mod tests {
         assert!(
             start_command(&json!({"update_id": 2, "edited_message": {"text": format!("/start {code}")}})).is_none()
         );
-        assert!(
-            start_command(&json!({"update_id": 3, "message": {"text": format!("/start {code}"), "chat": {"id": "x"}}}))
-                .is_none()
-        );
-        let private = json!({"update_id": 4, "message": {"text": format!("/start {code}"), "chat": {"id": 7, "first_name": "Ada", "last_name": "L", "username": "no way!"}}});
-        let (_, chat) = start_command(&private).expect("a start");
-        assert_eq!(chat, Chat { id: 7, username: None, title: "Ada L".into() });
+        let bad_id = json!({"update_id": 3, "message": {"text": format!("/start {code}"), "chat": {"id": "x"}}});
+        assert!(start_command(&bad_id).is_none());
+        let anonymous =
+            json!({"update_id": 3, "message": {"text": format!("/start {code}"), "chat": {"id": -5, "type": "group"}}});
+        assert!(start_command(&anonymous).is_none(), "a group message without a sender links nothing");
+        let private = json!({"update_id": 4, "message": {"text": format!("/start {code}"),
+            "chat": {"id": 7, "type": "private", "first_name": "Ada", "last_name": "L", "username": "no way!"}}});
+        let start = start_command(&private).expect("a start");
+        assert_eq!(start.chat, Chat { id: 7, username: None, title: "Ada L".into() });
+        assert_eq!(start.sender, None);
+        let post = json!({"update_id": 5, "channel_post": {"text": format!("/start {code}"), "chat": {"id": -9, "type": "channel", "title": "News"}}});
+        assert_eq!(start_command(&post).expect("a start").sender, None);
+    }
+
+    #[test]
+    fn the_first_update_id_is_read_from_a_cut_answer() {
+        assert_eq!(first_update_id(br#"{"ok":true,"result":[{"update_id": 4711,"message":{"text":"xxxx"#), Some(4711));
+        assert_eq!(first_update_id(b"garbage"), None);
     }
 }

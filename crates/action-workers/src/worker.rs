@@ -518,17 +518,25 @@ impl Worker {
                 };
                 // The shared bot sends only to chats the trigger's owner linked (checked at
                 // save time, and here again: a chat may be unlinked since).
-                let shared = own.is_none();
-                if shared && !store::telegram::is_linked(&self.pool, job.trigger.user_id, &telegram.chat_id).await? {
-                    return Ok(Step::Attempted(Attempt::failed(
-                        Verdict::Permanent,
-                        format!(
-                            "chat {} is not linked to the trigger's owner: the shared bot sends only to linked chats",
-                            telegram.chat_id
-                        ),
-                    )));
+                // It sends to the linked chat's numeric id, whatever name the action gives.
+                let on_shared_bot = own.is_none();
+                let mut telegram = telegram;
+                if on_shared_bot {
+                    match store::telegram::linked_chat_id(&self.pool, job.trigger.user_id, &telegram.chat_id).await? {
+                        Some(id) => telegram.chat_id = id.to_string(),
+                        None => {
+                            return Ok(Step::Attempted(Attempt::failed(
+                                Verdict::Permanent,
+                                format!(
+                                    "chat {} is not linked to the trigger's owner: the shared bot sends only to \
+                                     linked chats",
+                                    telegram.chat_id
+                                ),
+                            )));
+                        }
+                    }
                 }
-                let sender = shared.then_some(job.trigger.user_id);
+                let sender = on_shared_bot.then_some(job.trigger.user_id);
                 if let Pace::Wait(wait) = self.telegram.pace(token, &telegram.chat_id, sender).await? {
                     return Ok(Step::Hold(wait));
                 }

@@ -52,6 +52,11 @@ async fn a_start_code_links_its_chat_and_the_shared_bot_sends_to_linked_chats_on
     api.push_message(-4, "noise", &"x".repeat(1 << 20));
     api.push_update(json!({"message": {"text": 42, "chat": {"id": -5}}}));
     api.push_update(json!({"callback_query": {"data": "/start"}}));
+    // A member of a group who is not one of its administrators links nothing, even with a
+    // good code (one of their own).
+    api.set_member_status(-666, 13, "member");
+    let members_code = self::code(&bench).await;
+    api.push_message_from(-666, "someone else's group", 13, &format!("/start {members_code}"));
     let last = api.push_message(-777, "Ops \u{0} room", &format!("/start@alerts_bot {code}"));
     let workers = bench.start_workers(settings(&url));
 
@@ -89,6 +94,7 @@ async fn a_start_code_links_its_chat_and_the_shared_bot_sends_to_linked_chats_on
     assert!(error.contains("not linked"), "{error}");
     workers.abort();
     let _ = workers.await;
+    let calls_before_restart = api.offsets().len();
 
     // Unlinked since: the next alert fails too.
     assert!(store::telegram::unlink(&bench.db.pool, bench.user, -777).await.unwrap());
@@ -104,7 +110,32 @@ async fn a_start_code_links_its_chat_and_the_shared_bot_sends_to_linked_chats_on
     .await;
     assert_eq!(api.sent().len(), 2, "nothing more was sent");
     // The restarted reader went on from where the first one stopped.
-    assert!(api.offsets().iter().rev().take(1).all(|&o| o >= last + 2), "{:?}", api.offsets());
+    wait::until("the restarted reader to ask", DEADLINE, || async {
+        (api.offsets().len() > calls_before_restart).then_some(())
+    })
+    .await;
+    let first_after_restart = api.offsets()[calls_before_restart];
+    assert!(first_after_restart >= last + 2, "{:?}", api.offsets());
+    workers.abort();
+}
+
+#[tokio::test]
+async fn a_chat_named_by_its_username_gets_messages_at_its_linked_id() {
+    let bench = Bench::new().await;
+    let (api, url) = BotApi::start().await;
+    let code = code(&bench).await;
+    api.push_update(json!({"channel_post": {"text": format!("/start {code}"),
+                                            "chat": {"id": -4242, "type": "channel", "title": "News", "username": "news_room"}}}));
+    let workers = bench.start_workers(settings(&url));
+    wait::until("the channel to be linked", DEADLINE, || async { (linked(&bench).await == [-4242]).then_some(()) })
+        .await;
+    // The name may pass to another chat later: the message goes to the chat linked, by id.
+    bench.trigger("by name", json!({"type": "telegram", "chat_id": "@News_Room"})).await;
+    bench.fire(&[feedback(1, 0, 7, 1, 0, "x")]).await;
+    wait::until("the alert", DEADLINE, || async { (bench.job_status().await == ["delivered"]).then_some(()) }).await;
+    let alert =
+        api.sent().into_iter().find(|s| s.body["text"].as_str().is_some_and(|t| !t.contains("linked"))).unwrap();
+    assert_eq!(alert.body["chat_id"], "-4242");
     workers.abort();
 }
 
@@ -124,6 +155,8 @@ async fn garbage_from_the_bot_api_pauses_the_reader_and_loses_no_link() {
         ));
     }
     let code = code(&bench).await;
+    // An update too big to read, even alone, is skipped; the one after it is read.
+    api.push_message(-41, "flood", &"z".repeat(5 << 20));
     api.push_message(-42, "ops", &format!("/start {code}"));
     let workers = bench.start_workers(settings(&url));
     wait::until("the chat to be linked after the garbage", Duration::from_secs(90), || async {

@@ -244,3 +244,39 @@ async fn secrets_stored_before_sealing_are_sealed_at_start() {
     assert_eq!(opened(&db, &json!(id)).await, json!({"bot_token": BOT_TOKEN}));
     assert_eq!(api_gateway::seal_plain_secrets(&db.pool, &testkit::keyring()).await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn credential_headers_stored_before_sealing_become_secrets_at_start() {
+    let db = TestDb::new().await;
+    let app = common::start(&db);
+    let alice = user(&app, "alice@example.com").await;
+    let created = create(&alice, trigger()).await;
+    let id = created["actions"][1]["id"].as_str().unwrap().to_owned();
+    // As a webhook written before sealing: its credential header in the public config, its
+    // signing secret in clear.
+    sqlx::query(
+        "UPDATE trigger_actions SET config = $2, plain_secrets = $3, sealed_secrets = NULL, secrets_key_id = NULL
+         WHERE id = $1::uuid",
+    )
+    .bind(&id)
+    .bind(json!({"type": "webhook", "url": "https://hooks.example.com/a", "method": "POST", "timeout_ms": 10000,
+                 "headers": {"Authorization": AUTHORIZATION, "X-Env": "prod"}}))
+    .bind(json!({"signing_secret": "whsec_legacy"}))
+    .execute(&db.pool)
+    .await
+    .unwrap();
+
+    assert_eq!(api_gateway::seal_plain_secrets(&db.pool, &testkit::keyring()).await.unwrap(), 1);
+    let everything = db.dump().await;
+    assert!(!everything.contains(AUTHORIZATION) && !everything.contains("whsec_legacy"), "nothing left in clear");
+    let read: Value = alice
+        .send(Method::GET, &format!("/api/v1/triggers/{}", created["id"].as_str().unwrap()), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(read["actions"][1]["headers"], json!({"X-Env": "prod"}));
+    assert_eq!(read["actions"][1]["secret_header_names"], json!(["Authorization"]));
+    let opened = opened(&db, &json!(id)).await;
+    assert_eq!(opened, json!({"signing_secret": "whsec_legacy", "headers": {"Authorization": AUTHORIZATION}}));
+}

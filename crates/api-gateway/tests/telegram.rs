@@ -106,6 +106,17 @@ async fn an_action_keeps_its_own_bot_when_replaced_without_the_token() {
 }
 
 #[tokio::test]
+async fn an_own_bot_marker_sent_by_the_user_counts_for_nothing() {
+    let db = TestDb::new().await;
+    let app = common::start(&db);
+    let alice = user(&app, "alice@example.com").await;
+    let mut body = telegram_trigger("-902", false);
+    body["actions"][0]["own_bot"] = json!(true);
+    let refused = alice.send(Method::POST, "/api/v1/triggers", Some(body)).await;
+    assert_eq!(refused.status(), 422, "no token is stored: the chat must be linked");
+}
+
+#[tokio::test]
 async fn link_codes_expire_are_few_per_user_and_stored_as_digests() {
     let db = TestDb::new().await;
     let app = common::start(&db);

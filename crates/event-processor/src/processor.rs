@@ -22,6 +22,9 @@ use crate::warming::Warming;
 /// Chunks (of a batch each) a trigger done warming may still replay between two batches
 /// before it is filed; further behind, it goes back to its task.
 const FINAL_CHUNKS: usize = 2;
+/// The most a final replay is doubled: 2 << 5 = 64 chunks (32,000 events with the default
+/// batch), still short next to a backlog, which its task catches up with instead.
+const MAX_DOUBLINGS: u32 = 5;
 
 /// Cached aggregate states beyond which the cache is emptied after a commit.
 const MAX_CACHED_STATES: usize = 500_000;
@@ -286,6 +289,9 @@ impl Processor {
         }
         filed |= self.file_ready().await?;
         metrics::gauge!("processor_triggers_loaded").set(self.triggers.len() as f64);
+        // Triggers gone from the way in (deleted meanwhile) are forgotten here too.
+        let warming = &self.warming;
+        self.sent_back.retain(|id, _| warming.holds(*id));
         Ok(filed)
     }
 
@@ -335,7 +341,7 @@ impl Processor {
             );
             let hand_off = self.hand_off.as_ref();
             let times = self.sent_back.get(&trigger.id).copied().unwrap_or(0);
-            let chunks = FINAL_CHUNKS << times.min(16);
+            let chunks = FINAL_CHUNKS << times.min(MAX_DOUBLINGS);
             let progress =
                 catch_up.to(&self.pool, at, cursor, chunks, |jobs| crate::relay::hand(hand_off, jobs)).await?;
             if !progress.live {

@@ -107,6 +107,11 @@ impl Warming {
         self.entries.is_empty()
     }
 
+    /// Whether trigger `id` is on its way in.
+    pub fn holds(&self, id: TriggerId) -> bool {
+        self.entries.contains_key(&id)
+    }
+
     /// Whether `trigger` must warm or catch up before it joins live processing: it has
     /// aggregates never warmed, or a catch-up that did not end (`catching_up`).
     pub async fn needed(

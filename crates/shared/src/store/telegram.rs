@@ -147,24 +147,31 @@ pub async fn unlink<'e>(db: impl PgExecutor<'e>, user: UserId, chat: i64) -> Res
     Ok(result.rows_affected() == 1)
 }
 
-/// Whether `chat` (a numeric id, or an @username) is linked to `user`.
-pub async fn is_linked<'e>(db: impl PgExecutor<'e>, user: UserId, chat: &str) -> Result<bool, sqlx::Error> {
+/// The numeric id of `chat` (a numeric id, or an @username) among the chats linked to
+/// `user`, `None` when it is not one of them. Messages go to that id, never to the name: a
+/// public name can pass to another chat after the link was made.
+pub async fn linked_chat_id<'e>(db: impl PgExecutor<'e>, user: UserId, chat: &str) -> Result<Option<i64>, sqlx::Error> {
     let (id, username) = match chat.strip_prefix('@') {
         Some(name) => (None, Some(name.to_ascii_lowercase())),
         None => (chat.parse::<i64>().ok(), None),
     };
     if id.is_none() && username.is_none() {
-        return Ok(false);
+        return Ok(None);
     }
     sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM telegram_chats WHERE user_id = $1
-                        AND (chat_id = $2 OR lower(username) = $3))",
+        "SELECT chat_id FROM telegram_chats WHERE user_id = $1 AND (chat_id = $2 OR lower(username) = $3)
+         ORDER BY linked_at DESC LIMIT 1",
     )
     .bind(user)
     .bind(id)
     .bind(username)
-    .fetch_one(db)
+    .fetch_optional(db)
     .await
+}
+
+/// Whether `chat` (a numeric id, or an @username) is linked to `user`.
+pub async fn is_linked<'e>(db: impl PgExecutor<'e>, user: UserId, chat: &str) -> Result<bool, sqlx::Error> {
+    Ok(linked_chat_id(db, user, chat).await?.is_some())
 }
 
 /// Where the bot `bot_id`'s updates were read up to (the next `offset` to ask for).

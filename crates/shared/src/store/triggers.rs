@@ -235,11 +235,21 @@ fn with_secret_markers(mut config: Value, secrets: &Value) -> Value {
 }
 
 /// An action's secrets as stored: sealed, or (written before sealing) still plain.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Clone, sqlx::FromRow)]
 pub struct StoredSecrets {
     pub sealed_secrets: Option<Vec<u8>>,
     pub secrets_key_id: Option<String>,
     pub plain_secrets: Option<Value>,
+}
+
+impl std::fmt::Debug for StoredSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredSecrets")
+            .field("sealed", &self.sealed_secrets.as_ref().map(Vec::len))
+            .field("key_id", &self.secrets_key_id)
+            .field("plain", &self.plain_secrets.as_ref().map(|_| "[redacted]"))
+            .finish()
+    }
 }
 
 impl StoredSecrets {
@@ -276,8 +286,43 @@ async fn store_secrets(
 #[derive(sqlx::FromRow)]
 struct ActionSecrets {
     id: ActionId,
+    kind: String,
+    config: Value,
     #[sqlx(flatten)]
     stored: StoredSecrets,
+}
+
+/// An action stored before sealing, as it is stored now: a webhook's credential headers
+/// (then public config) join its secrets, and the config says what the secrets hold.
+fn upgrade_legacy(kind: &str, mut config: Value, mut secrets: Value) -> (Value, Value) {
+    if kind == ActionKind::Webhook.as_str()
+        && let Some(headers) = config.get_mut("headers").and_then(Value::as_object_mut)
+    {
+        let sensitive: Vec<String> = headers
+            .keys()
+            .filter(|name| crate::trigger::SENSITIVE_HEADERS.contains(&name.to_ascii_lowercase().as_str()))
+            .cloned()
+            .collect();
+        let mut moved = serde_json::Map::new();
+        for name in sensitive {
+            if let Some(value) = headers.remove(&name) {
+                moved.insert(name, value);
+            }
+        }
+        let empty = headers.is_empty();
+        if empty && let Some(map) = config.as_object_mut() {
+            map.remove("headers");
+        }
+        if !moved.is_empty()
+            && let Some(map) = secrets.as_object_mut()
+        {
+            let stored = map.entry("headers").or_insert_with(|| Value::Object(serde_json::Map::new()));
+            if let Some(stored) = stored.as_object_mut() {
+                stored.extend(moved);
+            }
+        }
+    }
+    (with_secret_markers(config, &secrets), secrets)
 }
 
 /// Which actions [`reseal`] rewrites.
@@ -302,7 +347,7 @@ pub async fn reseal(
     };
     let mut tx = conn.begin().await?;
     let rows: Vec<ActionSecrets> = sqlx::query_as(
-        "SELECT id, sealed_secrets, secrets_key_id, plain_secrets FROM trigger_actions
+        "SELECT id, kind, config, sealed_secrets, secrets_key_id, plain_secrets FROM trigger_actions
          WHERE CASE WHEN $3 THEN plain_secrets IS NOT NULL ELSE secrets_key_id IS DISTINCT FROM $1 END
          LIMIT $2 FOR NO KEY UPDATE SKIP LOCKED",
     )
@@ -312,7 +357,16 @@ pub async fn reseal(
     .fetch_all(&mut *tx)
     .await?;
     for row in &rows {
-        let secrets = row.stored.open(keyring, row.id)?;
+        let mut secrets = row.stored.open(keyring, row.id)?;
+        if row.stored.sealed_secrets.is_none() {
+            let (config, upgraded) = upgrade_legacy(&row.kind, row.config.clone(), secrets);
+            secrets = upgraded;
+            sqlx::query("UPDATE trigger_actions SET config = $2 WHERE id = $1")
+                .bind(row.id)
+                .bind(config)
+                .execute(&mut *tx)
+                .await?;
+        }
         store_secrets(&mut tx, keyring, row.id, &secrets).await?;
     }
     tx.commit().await?;

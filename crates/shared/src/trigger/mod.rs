@@ -11,7 +11,8 @@ mod scope;
 use serde_json::Value;
 
 pub use self::action::{
-    Action, ActionKind, HttpMethod, McpAction, ParseMode, StoredAction, TelegramAction, WebhookAction,
+    Action, ActionKind, HttpMethod, McpAction, ParseMode, SENSITIVE_HEADERS, StoredAction, TelegramAction,
+    WebhookAction,
 };
 pub use self::condition::{Aggregate, AggregateKind, Comparison, Condition, Literal, Op, Per};
 pub use self::errors::{FieldError, ValidationErrors};

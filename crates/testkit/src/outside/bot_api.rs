@@ -27,6 +27,14 @@ pub struct BotApi {
     pub update_answers: Arc<Mutex<VecDeque<(u16, String)>>>,
     /// The `offset` of every `getUpdates` call, in order.
     offsets: Arc<Mutex<Vec<i64>>>,
+    /// What `getChatMember` answers for (chat, user); `administrator` when not set.
+    members: Arc<Mutex<std::collections::HashMap<(i64, i64), String>>>,
+}
+
+async fn get_chat_member(body: web::Json<Value>, api: web::Data<BotApi>) -> HttpResponse {
+    let key = (body["chat_id"].as_i64().unwrap_or(0), body["user_id"].as_i64().unwrap_or(0));
+    let status = api.members.lock().expect("bot api").get(&key).cloned().unwrap_or_else(|| "administrator".to_owned());
+    HttpResponse::Ok().json(json!({"ok": true, "result": {"status": status, "user": {"id": key.1}}}))
 }
 
 async fn get_updates(body: web::Json<Value>, api: web::Data<BotApi>) -> HttpResponse {
@@ -44,10 +52,22 @@ async fn get_updates(body: web::Json<Value>, api: web::Data<BotApi>) -> HttpResp
             .expect("bot api")
             .iter()
             .filter(|u| u["update_id"].as_i64().unwrap_or(0) >= offset)
+            .take(usize::try_from(body["limit"].as_u64().unwrap_or(100)).unwrap_or(100))
             .cloned()
             .collect();
         if !ready.is_empty() || tokio::time::Instant::now() >= deadline {
-            return HttpResponse::Ok().json(json!({"ok": true, "result": ready}));
+            // As Telegram writes it: each update's id first.
+            let updates: Vec<String> = ready
+                .into_iter()
+                .map(|mut update| {
+                    let id = update.as_object_mut().and_then(|u| u.remove("update_id")).unwrap_or(Value::Null);
+                    let rest = update.to_string();
+                    let rest = rest.strip_prefix('{').unwrap_or("}");
+                    if rest == "}" { format!("{{\"update_id\":{id}}}") } else { format!("{{\"update_id\":{id},{rest}") }
+                })
+                .collect();
+            let body = format!("{{\"ok\":true,\"result\":[{}]}}", updates.join(","));
+            return HttpResponse::Ok().content_type("application/json").body(body);
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
@@ -77,6 +97,7 @@ impl BotApi {
                 .app_data(data.clone())
                 .route("/{bot}/sendMessage", web::post().to(send_message))
                 .route("/{bot}/getUpdates", web::post().to(get_updates))
+                .route("/{bot}/getChatMember", web::post().to(get_chat_member))
         })
         .workers(2)
         .listen(listener)
@@ -99,11 +120,21 @@ impl BotApi {
         id
     }
 
-    /// A message with `text` from chat `chat` (a group, with `title`).
+    /// A message with `text` from user 1 in group `chat` (with `title`).
     pub fn push_message(&self, chat: i64, title: &str, text: &str) -> i64 {
-        self.push_update(
-            json!({"message": {"message_id": 1, "text": text, "chat": {"id": chat, "type": "group", "title": title}}}),
-        )
+        self.push_message_from(chat, title, 1, text)
+    }
+
+    /// A message with `text` from user `from` in group `chat` (with `title`).
+    pub fn push_message_from(&self, chat: i64, title: &str, from: i64, text: &str) -> i64 {
+        self.push_update(json!({"message": {"message_id": 1, "text": text, "from": {"id": from},
+                                            "chat": {"id": chat, "type": "group", "title": title}}}))
+    }
+
+    /// Makes `getChatMember` answer `status` (`member`, `administrator`, ...) for `user` in
+    /// `chat`.
+    pub fn set_member_status(&self, chat: i64, user: i64, status: &str) {
+        self.members.lock().expect("bot api").insert((chat, user), status.to_owned());
     }
 
     /// The `offset` of every `getUpdates` call so far.
