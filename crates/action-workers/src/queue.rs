@@ -163,27 +163,23 @@ impl Queue {
             .map(drop)
     }
 
-    /// Acknowledges several messages at once and deletes them from the stream: once their
-    /// outcome is recorded in PostgreSQL nothing needs them, and the stream stays small.
-    pub async fn ack_many(&self, ids: &[String]) -> redis::RedisResult<()> {
-        if ids.is_empty() {
+    /// Settles messages whose outcome is recorded, in one transaction (`MULTI`): schedules
+    /// the `later` ones (payload, due unix ms) in the retry set, then acknowledges every one of
+    /// `acks` and deletes it from the stream (once recorded in PostgreSQL nothing needs them,
+    /// and the stream stays small). All or nothing: a job is never both scheduled and still
+    /// pending, to be taken over and sent twice.
+    pub async fn settle(&self, later: &[(String, i64)], acks: &[String]) -> redis::RedisResult<()> {
+        if later.is_empty() && acks.is_empty() {
             return Ok(());
         }
         let mut conn = self.redis.connection().await?;
         let mut pipe = redis::pipe();
-        pipe.xack(&self.stream, GROUP, ids).ignore().xdel(&self.stream, ids).ignore();
-        pipe.query_async::<()>(&mut conn).await
-    }
-
-    /// Schedules several jobs (payload, due unix ms) in one round trip.
-    pub async fn retry_many(&self, jobs: &[(String, i64)]) -> redis::RedisResult<()> {
-        if jobs.is_empty() {
-            return Ok(());
-        }
-        let mut conn = self.redis.connection().await?;
-        let mut pipe = redis::pipe();
-        for (payload, due) in jobs {
+        pipe.atomic();
+        for (payload, due) in later {
             pipe.zadd(&self.retries, payload, *due).ignore();
+        }
+        if !acks.is_empty() {
+            pipe.xack(&self.stream, GROUP, acks).ignore().xdel(&self.stream, acks).ignore();
         }
         pipe.query_async::<()>(&mut conn).await
     }

@@ -890,8 +890,7 @@ async fn finish(pool: PgPool, queue: Queue, done: Done) -> Result<(), WorkerErro
         }
         acks.push(message_id);
     }
-    queue.retry_many(&later).await?;
-    queue.ack_many(&acks).await?;
+    queue.settle(&later, &acks).await?;
     drop(holds);
     Ok(())
 }

@@ -4,7 +4,7 @@
 //! An IPv6 client is counted by its /64, the block one subscriber is given, so that the
 //! addresses of one host do not each get a limit of their own.
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 use ipnet::IpNet;
 
@@ -18,7 +18,10 @@ pub fn limit_key(peer: Option<IpAddr>, forwarded_for: Option<&str>, trusted: &[I
         // Each proxy appends the address it got the request from: read from the right, past
         // the trusted proxies, to the first address none of them vouches for.
         for hop in forwarded.rsplit(',') {
-            let Ok(ip) = hop.trim().parse::<IpAddr>().map(canonical) else { break };
+            // Some proxies write the port too (`1.2.3.4:5678`, `[2001:db8::1]:443`).
+            let hop = hop.trim();
+            let parsed = hop.parse::<IpAddr>().or_else(|_| hop.parse::<SocketAddr>().map(|s| s.ip()));
+            let Ok(ip) = parsed.map(canonical) else { break };
             client = ip;
             if !is_trusted(ip) {
                 break;
@@ -79,6 +82,10 @@ mod tests {
         assert_eq!(limit_key(ip("10.1.2.3"), Some("\0\0\0"), &trusted), "10.1.2.3");
         assert_eq!(limit_key(ip("10.1.2.3"), Some(&"9".repeat(100_000)), &trusted), "10.1.2.3");
         assert_eq!(limit_key(None, None, &trusted), "unknown");
+        // Entries with ports count by their address.
+        assert_eq!(limit_key(ip("10.1.2.3"), Some("198.51.100.1:5678"), &trusted), "198.51.100.1");
+        assert_eq!(limit_key(ip("10.1.2.3"), Some("[2001:db8::7]:443"), &trusted), "2001:db8::/64");
+        assert_eq!(limit_key(ip("10.1.2.3"), Some("203.0.113.5:1, 10.0.0.1:80"), &trusted), "203.0.113.5");
     }
 
     #[test]
