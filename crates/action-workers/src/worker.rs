@@ -45,9 +45,11 @@ const PROBE_PENDING: Duration = Duration::from_secs(1);
 /// again (no attempt is spent).
 const TARGET_BUSY: Duration = Duration::from_secs(1);
 /// Transactions a consumer's recorder runs at once.
-const RECORDINGS: usize = 4;
-/// How long a recorder gathers outcomes before it records them.
+const RECORDINGS: usize = 2;
+/// How long a recorder with room for a transaction gathers outcomes before it records them.
 const RECORD_GATHER: Duration = Duration::from_millis(2);
+/// Outcomes recorded in one transaction at most.
+const MAX_RECORDED: usize = 4 * BATCH;
 /// Jobs a consumer holds waiting for room or for their target's share, at most.
 const MAX_WAITING: usize = 4 * BATCH;
 /// How long a consumer with deliveries in flight waits for new messages before it records
@@ -824,21 +826,41 @@ fn send(outcomes: &mpsc::UnboundedSender<Done>, done: Done) {
     }
 }
 
-/// Records outcomes as they land: what arrives within a moment goes into one transaction,
-/// and up to [`RECORDINGS`] transactions run at once, so recording keeps up with deliveries.
-/// Ends when the consumer drops its sender and everything received is recorded. An outcome
-/// that cannot be recorded (the database away) is left unacknowledged, and its message comes
-/// back to be delivered again.
+/// Records outcomes as they land, committing them in groups: what arrives within a moment
+/// goes into one transaction, and while [`RECORDINGS`] transactions run, what lands meanwhile
+/// waits for one of them to end and goes into the next, so transactions grow with the rate
+/// of deliveries instead of multiplying. Ends when the consumer drops its sender and
+/// everything received is recorded. An outcome that cannot be recorded (the database away)
+/// is left unacknowledged, and its message comes back to be delivered again.
 async fn record_loop(pool: PgPool, queue: Queue, mut landed: mpsc::UnboundedReceiver<Done>) {
     let mut recordings = JoinSet::new();
-    while let Some(mut done) = landed.recv().await {
-        // Gather for a moment: one transaction for many outcomes costs about what one for a
-        // single outcome does.
+    let mut open = true;
+    while open {
+        let Some(mut done) = landed.recv().await else { break };
         let gathering = tokio::time::Instant::now() + RECORD_GATHER;
-        while done.attempts.len() < BATCH {
-            match tokio::time::timeout_at(gathering, landed.recv()).await {
-                Ok(Some(more)) => done.merge(more),
-                Ok(None) | Err(_) => break,
+        loop {
+            while done.attempts.len() < MAX_RECORDED {
+                match landed.try_recv() {
+                    Ok(more) => done.merge(more),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        open = false;
+                        break;
+                    }
+                }
+            }
+            let room = recordings.len() < RECORDINGS;
+            let gathered = tokio::time::Instant::now() >= gathering;
+            if !open || done.attempts.len() >= MAX_RECORDED || (room && gathered) {
+                break;
+            }
+            tokio::select! {
+                more = landed.recv() => match more {
+                    Some(more) => done.merge(more),
+                    None => open = false,
+                },
+                _ = recordings.join_next(), if !room => {}
+                () = tokio::time::sleep_until(gathering), if room => {}
             }
         }
         while recordings.len() >= RECORDINGS {
