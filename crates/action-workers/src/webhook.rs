@@ -52,7 +52,13 @@ impl WebhookClient {
             return Attempt::failed(Verdict::Permanent, refused.to_string());
         }
         let (owned_job, template) = (job.clone(), action.body_template.clone());
-        let body = match off_thread(move || webhook_body(&owned_job, template.as_deref())).await {
+        // The default body is the job's own JSON, bounded by the store: made here. Only a
+        // user's template, whose cost its author chooses, goes to the render threads.
+        let rendered = match template {
+            None => webhook_body(&owned_job, None),
+            Some(template) => off_thread(move || webhook_body(&owned_job, Some(&template))).await,
+        };
+        let body = match rendered {
             Ok(body) => body,
             Err(err) => return Attempt::failed(Verdict::Permanent, err.to_string()),
         };
