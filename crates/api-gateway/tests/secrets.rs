@@ -45,14 +45,7 @@ async fn create(client: &Client<'_>, body: Value) -> Value {
 
 /// The secrets of action `id` as a worker opens them.
 async fn opened(db: &TestDb, id: &Value) -> Value {
-    let action: ActionId = id.as_str().unwrap().parse().unwrap();
-    let stored: StoredSecrets =
-        sqlx::query_as("SELECT sealed_secrets, secrets_key_id, plain_secrets FROM trigger_actions WHERE id = $1")
-            .bind(action)
-            .fetch_one(&db.pool)
-            .await
-            .unwrap();
-    stored.open(&testkit::keyring(), action).unwrap()
+    common::opened_secrets(&db.pool, id.as_str().unwrap()).await
 }
 
 #[tokio::test]

@@ -180,7 +180,7 @@ async fn replacing_a_trigger_keeps_matching_actions_and_their_secrets() {
     assert_eq!(actions[1]["id"], json!(webhook_id), "a kept action keeps its id");
     assert_eq!(actions[1]["url"], "https://example.com/changed");
     assert!(actions[1].get("signing_secret").is_none(), "a kept secret is not shown again");
-    let stored = opened_secrets(&db, &webhook_id).await;
+    let stored = common::opened_secrets(&db.pool, &webhook_id).await;
     assert_eq!(stored["signing_secret"], json!(secret), "and keeps its secret");
     let invalid = alice.send(Method::PUT, &path, Some(json!({"name": "x", "actions": []}))).await;
     assert_eq!(invalid.status(), 400);
@@ -211,20 +211,8 @@ async fn a_webhook_secret_rotates_and_only_the_owner_can_rotate_it() {
     let new = rotated["signing_secret"].as_str().unwrap();
     assert!(new.starts_with("whsec_") && new != old, "{rotated}");
     assert_eq!(rotated["action_id"], webhook);
-    let stored = opened_secrets(&db, webhook).await;
+    let stored = common::opened_secrets(&db.pool, webhook).await;
     assert_eq!(stored["signing_secret"], new, "workers sign with the new secret from now on");
     let read: Value = alice.send(Method::GET, &format!("/api/v1/triggers/{id}"), None).await.json().await.unwrap();
     assert!(!read.to_string().contains(new), "the new secret is shown once");
-}
-
-/// The secrets of action `id` as a worker opens them.
-async fn opened_secrets(db: &testkit::TestDb, id: &str) -> Value {
-    let action: shared::domain::ActionId = id.parse().unwrap();
-    let stored: shared::store::triggers::StoredSecrets =
-        sqlx::query_as("SELECT sealed_secrets, secrets_key_id, plain_secrets FROM trigger_actions WHERE id = $1")
-            .bind(action)
-            .fetch_one(&db.pool)
-            .await
-            .unwrap();
-    stored.open(&testkit::keyring(), action).unwrap()
 }

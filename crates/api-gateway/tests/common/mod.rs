@@ -85,3 +85,15 @@ pub async fn link_chat(pool: &sqlx::PgPool, client: &Client<'_>, chat: i64) {
     let user: shared::domain::UserId = me["id"].as_str().expect("an id").parse().expect("a user id");
     testkit::fixtures::link_telegram_chat(pool, user, chat).await;
 }
+
+/// The secrets of action `id` as a worker opens them.
+pub async fn opened_secrets(pool: &sqlx::PgPool, id: &str) -> Value {
+    let action: shared::domain::ActionId = id.parse().expect("an action id");
+    let stored: shared::store::triggers::StoredSecrets =
+        sqlx::query_as("SELECT sealed_secrets, secrets_key_id, plain_secrets FROM trigger_actions WHERE id = $1")
+            .bind(action)
+            .fetch_one(pool)
+            .await
+            .expect("the action's secrets");
+    stored.open(&testkit::keyring(), action).expect("they open")
+}
