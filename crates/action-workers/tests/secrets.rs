@@ -107,8 +107,8 @@ async fn a_retry_after_a_key_rotation_still_signs_with_the_same_secret() {
     // Rotation: the new key seals, the old one still opens, every row is sealed anew...
     let rotating = Keyring::new(NEW_KEY, &[OLD_KEY]).unwrap();
     let mut conn = bench.db.pool.acquire().await.unwrap();
-    assert_eq!(triggers::reseal(&mut conn, &rotating, Reseal::NotCurrent, 100).await.unwrap(), 1);
-    assert_eq!(triggers::reseal(&mut conn, &rotating, Reseal::NotCurrent, 100).await.unwrap(), 0);
+    assert_eq!(triggers::reseal(&mut conn, &rotating, Reseal::NotCurrent).await.unwrap(), 1);
+    assert_eq!(triggers::reseal(&mut conn, &rotating, Reseal::NotCurrent).await.unwrap(), 0);
     assert_eq!(triggers::count_not_under(&mut conn, &rotating).await.unwrap(), 0);
     let key_id: String = sqlx::query_scalar("SELECT secrets_key_id FROM trigger_actions WHERE id = $1")
         .bind(action)

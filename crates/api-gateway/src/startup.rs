@@ -51,14 +51,7 @@ fn cors(origins: &[String]) -> actix_cors::Cors {
 /// Seals whatever secrets are still stored in clear (written before sealing existed).
 pub async fn seal_plain_secrets(db: &sqlx::PgPool, keyring: &Keyring) -> Result<usize, triggers::WriteError> {
     let mut conn = db.acquire().await?;
-    let mut sealed = 0;
-    loop {
-        let done = triggers::reseal(&mut conn, keyring, Reseal::Plain, 500).await?;
-        if done == 0 {
-            break;
-        }
-        sealed += done;
-    }
+    let sealed = triggers::reseal(&mut conn, keyring, Reseal::Plain).await?;
     if sealed > 0 {
         tracing::info!(actions = sealed, "sealed the secrets stored in clear");
     }

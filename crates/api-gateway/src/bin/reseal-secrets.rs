@@ -35,14 +35,7 @@ async fn main() -> ExitCode {
 async fn reseal(database: &DatabaseConfig, keyring: &Keyring) -> Result<(usize, i64), Box<dyn std::error::Error>> {
     let pool = shared::db::connect_and_migrate(database).await?;
     let mut conn = pool.acquire().await?;
-    let mut sealed = 0;
-    loop {
-        let done = triggers::reseal(&mut conn, keyring, Reseal::NotCurrent, 500).await?;
-        if done == 0 {
-            break;
-        }
-        sealed += done;
-    }
+    let sealed = triggers::reseal(&mut conn, keyring, Reseal::NotCurrent).await?;
     let left = triggers::count_not_under(&mut conn, keyring).await?;
     Ok((sealed, left))
 }

@@ -334,9 +334,24 @@ pub enum Reseal {
     NotCurrent,
 }
 
-/// Seals anew, under the keyring's current key, up to `batch` of the actions `which` names;
-/// returns how many. Rows another re-seal holds are skipped. Called until it returns 0.
-pub async fn reseal(
+/// Actions sealed anew in one transaction.
+const RESEAL_BATCH: i64 = 500;
+
+/// Seals anew, under the keyring's current key, every action `which` names, a batch per
+/// transaction; returns how many. Rows another re-seal holds are skipped.
+pub async fn reseal(conn: &mut PgConnection, keyring: &Keyring, which: Reseal) -> Result<usize, WriteError> {
+    let mut sealed = 0;
+    loop {
+        let done = reseal_batch(conn, keyring, which, RESEAL_BATCH).await?;
+        if done == 0 {
+            return Ok(sealed);
+        }
+        sealed += done;
+    }
+}
+
+/// Seals anew up to `batch` of the actions `which` names, in one transaction.
+async fn reseal_batch(
     conn: &mut PgConnection,
     keyring: &Keyring,
     which: Reseal,

@@ -27,6 +27,8 @@ pub struct BotApi {
     pub update_answers: Arc<Mutex<VecDeque<(u16, String)>>>,
     /// The `offset` of every `getUpdates` call, in order.
     offsets: Arc<Mutex<Vec<i64>>>,
+    /// Wakes the long polls waiting for an update.
+    pushed: Arc<tokio::sync::Notify>,
     /// What `getChatMember` answers for (chat, user); `administrator` when not set.
     members: Arc<Mutex<std::collections::HashMap<(i64, i64), String>>>,
 }
@@ -46,6 +48,8 @@ async fn get_updates(body: web::Json<Value>, api: web::Data<BotApi>) -> HttpResp
     let wait = std::time::Duration::from_secs(body["timeout"].as_u64().unwrap_or(0).min(5));
     let deadline = tokio::time::Instant::now() + wait;
     loop {
+        // Registered before looking, so a push between the look and the wait is not missed.
+        let pushed = api.pushed.notified();
         let ready: Vec<Value> = api
             .updates
             .lock()
@@ -69,7 +73,7 @@ async fn get_updates(body: web::Json<Value>, api: web::Data<BotApi>) -> HttpResp
             let body = format!("{{\"ok\":true,\"result\":[{}]}}", updates.join(","));
             return HttpResponse::Ok().content_type("application/json").body(body);
         }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let _ = tokio::time::timeout_at(deadline, pushed).await;
     }
 }
 
@@ -117,6 +121,7 @@ impl BotApi {
         let id = i64::try_from(updates.len()).unwrap_or(i64::MAX) + 1;
         update["update_id"] = json!(id);
         updates.push(update);
+        self.pushed.notify_waiters();
         id
     }
 
