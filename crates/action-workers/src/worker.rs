@@ -826,45 +826,31 @@ fn send(outcomes: &mpsc::UnboundedSender<Done>, done: Done) {
     }
 }
 
-/// Records outcomes as they land, committing them in groups: what arrives within a moment
-/// goes into one transaction, and while [`RECORDINGS`] transactions run, what lands meanwhile
-/// waits for one of them to end and goes into the next, so transactions grow with the rate
-/// of deliveries instead of multiplying. Ends when the consumer drops its sender and
-/// everything received is recorded. An outcome that cannot be recorded (the database away)
-/// is left unacknowledged, and its message comes back to be delivered again.
+/// Records outcomes as they land, committing them in groups: the first outcome to land
+/// opens a group, which gathers for a moment (without waking for each outcome that lands
+/// meanwhile) and then, once one of the [`RECORDINGS`] transactions is free, takes
+/// everything that landed, so transactions grow with the rate of deliveries instead of
+/// multiplying. Ends when the consumer drops its sender and everything received is
+/// recorded. An outcome that cannot be recorded (the database away) is left
+/// unacknowledged, and its message comes back to be delivered again.
 async fn record_loop(pool: PgPool, queue: Queue, mut landed: mpsc::UnboundedReceiver<Done>) {
     let mut recordings = JoinSet::new();
     let mut open = true;
     while open {
         let Some(mut done) = landed.recv().await else { break };
-        let gathering = tokio::time::Instant::now() + RECORD_GATHER;
-        loop {
-            while done.attempts.len() < MAX_RECORDED {
-                match landed.try_recv() {
-                    Ok(more) => done.merge(more),
-                    Err(mpsc::error::TryRecvError::Empty) => break,
-                    Err(mpsc::error::TryRecvError::Disconnected) => {
-                        open = false;
-                        break;
-                    }
-                }
-            }
-            let room = recordings.len() < RECORDINGS;
-            let gathered = tokio::time::Instant::now() >= gathering;
-            if !open || done.attempts.len() >= MAX_RECORDED || (room && gathered) {
-                break;
-            }
-            tokio::select! {
-                more = landed.recv() => match more {
-                    Some(more) => done.merge(more),
-                    None => open = false,
-                },
-                _ = recordings.join_next(), if !room => {}
-                () = tokio::time::sleep_until(gathering), if room => {}
-            }
-        }
+        tokio::time::sleep(RECORD_GATHER).await;
         while recordings.len() >= RECORDINGS {
             recordings.join_next().await;
+        }
+        while done.attempts.len() < MAX_RECORDED {
+            match landed.try_recv() {
+                Ok(more) => done.merge(more),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    open = false;
+                    break;
+                }
+            }
         }
         let (pool, queue) = (pool.clone(), queue.clone());
         recordings.spawn(async move {
