@@ -209,7 +209,7 @@ async fn main() {
     action_workers::install_tls_provider();
     let url = start_receiver();
     let (_db, _redis, bodies) = prepare(&url).await;
-    for concurrency in [1, 4] {
+    for concurrency in [1, 4, 8] {
         let limit = bare(&url, concurrency, &bodies).await;
         let (logged_db, _, logged_bodies) = prepare(&url).await;
         let logged = bare_logged(&url, concurrency, &logged_db.pool, &logged_bodies).await;

@@ -12,6 +12,7 @@ pub mod ssrf;
 pub mod targets;
 pub mod telegram;
 pub mod telegram_link;
+mod waiting;
 pub mod webhook;
 pub mod worker;
 

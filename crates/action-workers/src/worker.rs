@@ -2,7 +2,7 @@
 //! attempt, then acknowledge, reschedule or dead-letter. A retry is a scheduled message,
 //! never a sleep.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -27,6 +27,7 @@ use crate::queue::{Message, Queue};
 use crate::record::{self, After, Recorded};
 use crate::targets::{Slot, Targets};
 use crate::telegram::{Pace, TelegramClient};
+use crate::waiting::{Addressed, Waiting};
 use crate::webhook::WebhookClient;
 
 #[derive(Debug, thiserror::Error)]
@@ -50,8 +51,10 @@ const RECORDINGS: usize = 2;
 const RECORD_GATHER: Duration = Duration::from_millis(2);
 /// Outcomes recorded in one transaction at most.
 const MAX_RECORDED: usize = 4 * BATCH;
-/// Jobs a consumer holds waiting for room or for their target's share, at most.
-const MAX_WAITING: usize = 4 * BATCH;
+/// Jobs a process holds waiting (per kind) for room or for their target's share: at this
+/// many its consumers read no more, and jobs that waited [`TARGET_BUSY`] for their target go
+/// back to the retry set.
+const MAX_WAITING: usize = 8 * BATCH;
 /// How long a consumer with deliveries in flight waits for new messages before it records
 /// the deliveries that ended.
 const IN_FLIGHT_POLL: Duration = Duration::from_millis(20);
@@ -70,6 +73,8 @@ pub struct Worker {
     in_flight: Arc<Semaphore>,
     /// Each target's share of them.
     targets: Targets,
+    /// Jobs cleared and not yet started, shared by the consumers' lanes.
+    waiting: Arc<Waiting<Cleared>>,
     /// The jobs this process holds.
     held: Arc<Held>,
     /// What this process learnt of breakers since it read them.
@@ -105,32 +110,18 @@ struct Cleared {
     probe: bool,
 }
 
+impl Addressed for Cleared {
+    fn target(&self) -> Option<&str> {
+        self.target.as_deref()
+    }
+}
+
 /// What a consumer shares with its lanes.
 #[derive(Clone)]
 struct Shared {
-    /// Cleared jobs waiting for a lane, in the order they came.
-    waiting: Arc<std::sync::Mutex<VecDeque<Cleared>>>,
     outcomes: mpsc::UnboundedSender<Done>,
     /// Rung when a lane ends.
     lane_ended: Arc<tokio::sync::Notify>,
-}
-
-impl Shared {
-    /// Whether a job waiting may go now.
-    fn has_runnable(&self, targets: &Targets) -> bool {
-        self.waiting
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .any(|c| targets.has_room(c.target.as_deref()))
-    }
-
-    /// The first job waiting whose target has room, with its slot.
-    fn next(&self, targets: &Targets) -> Option<(Cleared, Slot)> {
-        let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
-        let (at, slot) = waiting.iter().enumerate().find_map(|(i, c)| Some((i, targets.take(c.target.as_deref())?)))?;
-        Some((waiting.remove(at)?, slot))
-    }
 }
 
 /// The jobs this process holds, from the moment one is cleared for delivery until its
@@ -208,6 +199,7 @@ impl Worker {
         let mcp = McpClients::new(settings.address_policy.clone())?;
         let in_flight = Arc::new(Semaphore::new(settings.concurrency.max(1)));
         let targets = Targets::new(settings.per_target);
+        let waiting = Arc::new(Waiting::new(BATCH / 2, MAX_WAITING, TARGET_BUSY));
         Ok(Self {
             pool,
             settings,
@@ -218,6 +210,7 @@ impl Worker {
             redis,
             in_flight,
             targets,
+            waiting,
             held: Arc::default(),
             breakers: Arc::default(),
             stop: None,
@@ -593,7 +586,8 @@ impl Worker {
     ) -> Result<(), WorkerError> {
         queue.ensure_group().await?;
         let mut reader = Some(queue.reader().await?);
-        let shared = Shared { waiting: Arc::default(), outcomes: outcomes.clone(), lane_ended: Arc::default() };
+        let shared = Shared { outcomes: outcomes.clone(), lane_ended: Arc::default() };
+        let mut room = self.waiting.room();
         // The lanes: each delivers jobs one after the other while there are jobs it may take.
         let mut lanes: JoinSet<()> = JoinSet::new();
         // The next batch, read and prepared while the current one is delivered.
@@ -606,9 +600,7 @@ impl Worker {
                 // Asked to stop: the jobs not started go back at once for another worker,
                 // and the deliveries in flight land and are recorded, within the grace.
                 let mut back = Done::default();
-                let waiting: Vec<Cleared> =
-                    shared.waiting.lock().unwrap_or_else(PoisonError::into_inner).drain(..).collect();
-                for mut cleared in waiting {
+                for mut cleared in self.waiting.drain() {
                     back.holds.extend(cleared.hold.take());
                     back.hold(cleared.message_id, cleared.payload, Duration::ZERO);
                 }
@@ -625,10 +617,14 @@ impl Worker {
                 return Ok(());
             }
             // A lane for each job that may go, while there are places.
-            while let Some(permit) =
-                shared.has_runnable(&self.targets).then(|| self.in_flight.clone().try_acquire_owned().ok()).flatten()
+            while let Some(permit) = self
+                .waiting
+                .look(&self.targets)
+                .runnable
+                .then(|| self.in_flight.clone().try_acquire_owned().ok())
+                .flatten()
             {
-                match shared.next(&self.targets) {
+                match self.waiting.next(&self.targets) {
                     Some((cleared, slot)) => {
                         lanes.spawn(self.clone().lane(shared.clone(), cleared, slot, permit));
                     }
@@ -636,26 +632,23 @@ impl Worker {
                 }
             }
             while lanes.try_join_next().is_some() {}
-            let (queued, runnable) = {
-                let waiting = shared.waiting.lock().unwrap_or_else(PoisonError::into_inner);
-                (waiting.len(), waiting.iter().any(|c| self.targets.has_room(c.target.as_deref())))
-            };
-            // Held here, the jobs of busy targets cost nothing; past a bound, the oldest come
-            // back later through the retry set instead.
-            if queued > MAX_WAITING {
+            // Held here, the jobs of a target at its share cost nothing; once the queue is
+            // full, those that have waited long for their target (it is slow) come back later
+            // through the retry set instead, making way for the jobs of other targets.
+            let stale = self.waiting.evict_stale(&self.targets, Instant::now());
+            if !stale.is_empty() {
                 let mut held = Done::default();
-                let mut waiting = shared.waiting.lock().unwrap_or_else(PoisonError::into_inner);
-                while waiting.len() > MAX_WAITING {
-                    let Some(mut cleared) = waiting.pop_front() else { break };
+                for mut cleared in stale {
                     metrics::counter!("worker_held_by_busy_target_total").increment(1);
                     held.holds.extend(cleared.hold.take());
                     held.hold(cleared.message_id, cleared.payload, TARGET_BUSY);
                 }
-                drop(waiting);
                 send(outcomes, held);
             }
-            // Running low, or nothing here may go: fetch the next batch.
-            let wanted = fetching.is_none() && (queued < BATCH / 2 || !runnable);
+            let look = self.waiting.look(&self.targets);
+            let (queued, runnable) = (look.queued, look.runnable);
+            // Running low, or nothing here may go and there is room: fetch the next batch.
+            let wanted = fetching.is_none() && self.waiting.wants_more(look);
             if wanted && reader.is_none() {
                 // The last one broke (Redis went away): a new one, when Redis is back.
                 match queue.reader().await {
@@ -686,7 +679,7 @@ impl Worker {
                         Ok((conn, Ok((done, cleared)))) => {
                             reader = Some(conn);
                             send(outcomes, done);
-                            shared.waiting.lock().unwrap_or_else(PoisonError::into_inner).extend(cleared);
+                            self.waiting.push(cleared);
                         }
                         Ok((_, Err(err))) => {
                             // Deliveries in flight go on; reading tries again in a moment, on
@@ -700,11 +693,16 @@ impl Worker {
                 // A place freed: a lane starts with it, here and now (given back, it would go
                 // to the next consumer waiting, and so on round).
                 permit = self.in_flight.clone().acquire_owned(), if runnable => {
-                    if let (Ok(permit), Some((cleared, slot))) = (permit, shared.next(&self.targets)) {
+                    if let (Ok(permit), Some((cleared, slot))) = (permit, self.waiting.next(&self.targets)) {
                         lanes.spawn(self.clone().lane(shared.clone(), cleared, slot, permit));
                     }
                 }
                 () = shared.lane_ended.notified(), if !lanes.is_empty() => {}
+                // The queue gained room (a lane took a job): read on.
+                _ = room.changed() => {}
+                // The queue is full of jobs for busy targets: once the oldest is stale it
+                // goes back, and reading resumes.
+                () = sleep_until(look.stale_at), if look.stale_at.is_some() => {}
                 () = tokio::time::sleep(renew_every) => {}
                 () = self.stopped() => {}
             }
@@ -730,7 +728,7 @@ impl Worker {
             // Held until the outcome is recorded and acknowledged.
             done.holds.extend(hold);
             send(&shared.outcomes, done);
-            match shared.next(&self.targets) {
+            match self.waiting.next(&self.targets) {
                 Some((next, next_slot)) => (cleared, slot) = (next, next_slot),
                 None => break,
             }
@@ -815,6 +813,14 @@ impl Done {
             }
             Err(join) => tracing::error!(error = %join, "a delivery task ended abnormally; its message comes back"),
         }
+    }
+}
+
+/// Resolves at `at` (never, for `None`).
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }
 

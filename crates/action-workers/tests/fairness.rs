@@ -10,8 +10,11 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
+use action_workers::worker::{CONSUMERS, Worker};
 use common::{Bench, Receiver};
 use serde_json::json;
+use shared::redis::RedisHandle;
+use shared::trigger::ActionKind;
 use testkit::fixtures::feedback;
 use testkit::wait;
 
@@ -62,4 +65,35 @@ async fn a_slow_target_holds_up_only_its_own_jobs_and_none_is_sent_twice() {
     assert!(sent <= 16, "still within its share: {sent}");
     assert_eq!(ids(&fast).0, 500, "no fast job sent again");
     workers.abort();
+}
+
+#[tokio::test]
+async fn a_fast_target_at_its_share_keeps_its_jobs_waiting_here_never_in_the_retry_set() {
+    let bench = Bench::new().await;
+    let fast = Receiver::start().await;
+    bench.trigger("fast", json!({"type": "webhook", "url": fast.url()})).await;
+    let events: Vec<_> =
+        (0..2_000u32).map(|i| feedback(1 + u64::from(i / 100), i % 100, u64::from(i), 1, 0, "a")).collect();
+    bench.fire(&events).await;
+    // The process's whole room is one target's share: every job read while the share is in
+    // flight must wait for it.
+    let settings = action_workers::Settings { concurrency: 8, per_target: 8, ..Bench::settings(true) };
+    let worker =
+        Worker::new(bench.db.pool.clone(), RedisHandle::new(&bench.redis).unwrap(), ActionKind::Webhook, settings)
+            .unwrap();
+    // The consumers alone, without the housekeeping that brings jobs back from the retry set:
+    // a job parked there would never be delivered.
+    let consumers: Vec<_> = (0..CONSUMERS).map(|i| tokio::spawn(worker.clone().consume(i))).collect();
+
+    wait::until("every job delivered", Duration::from_secs(60), || async {
+        (fast.requests().len() >= 2_000).then_some(())
+    })
+    .await;
+    let (sent, unique) = ids(&fast);
+    assert_eq!((sent, unique.len()), (2_000, 2_000), "each job once");
+    let parked = worker.queue(0).move_due(i64::MAX, 10_000).await.unwrap();
+    assert_eq!(parked, 0, "no job went through the retry set");
+    for consumer in consumers {
+        consumer.abort();
+    }
 }
