@@ -24,22 +24,55 @@ impl Targets {
     /// Bot API's own limits, or an action that does not parse and fails at once) always get
     /// one.
     pub fn take(&self, target: Option<&str>) -> Option<Slot> {
-        let Some(key) = target else {
-            return Some(Slot { targets: self.clone(), key: None });
-        };
-        let mut busy = self.busy.lock().unwrap_or_else(PoisonError::into_inner);
-        let count = busy.entry(key.to_owned()).or_insert(0);
-        if *count >= self.cap {
-            return None;
-        }
-        *count += 1;
-        Some(Slot { targets: self.clone(), key: Some(key.to_owned()) })
+        self.take_first([target]).map(|(_, slot)| slot)
     }
 
     /// Whether [`Targets::take`] would give `target` a slot now.
     pub fn has_room(&self, target: Option<&str>) -> bool {
-        let Some(key) = target else { return true };
-        self.busy.lock().unwrap_or_else(PoisonError::into_inner).get(key).copied().unwrap_or(0) < self.cap
+        self.first_with_room([target]).is_some()
+    }
+
+    /// The place among `targets` of the first one with room, under one lock, each busy
+    /// target looked up once however often it comes back (a queue of jobs mostly for one
+    /// busy target is scanned at the cost of string comparisons).
+    pub fn first_with_room<'a>(&self, targets: impl IntoIterator<Item = Option<&'a str>>) -> Option<usize> {
+        let busy = self.busy.lock().unwrap_or_else(PoisonError::into_inner);
+        self.scan(&busy, targets).map(|(at, _)| at)
+    }
+
+    /// Like [`Targets::first_with_room`], and takes a slot for the target found.
+    pub fn take_first<'a>(&self, targets: impl IntoIterator<Item = Option<&'a str>>) -> Option<(usize, Slot)> {
+        let mut busy = self.busy.lock().unwrap_or_else(PoisonError::into_inner);
+        let (at, key) = self.scan(&busy, targets)?;
+        if let Some(key) = key {
+            match busy.get_mut(key) {
+                Some(count) => *count += 1,
+                None => {
+                    busy.insert(key.to_owned(), 1);
+                }
+            }
+        }
+        Some((at, Slot { targets: self.clone(), key: key.map(str::to_owned) }))
+    }
+
+    fn scan<'a>(
+        &self,
+        busy: &HashMap<String, usize>,
+        targets: impl IntoIterator<Item = Option<&'a str>>,
+    ) -> Option<(usize, Option<&'a str>)> {
+        // Targets seen at their share in this scan; few, since each holds `cap` in flight.
+        let mut full: Vec<&str> = Vec::new();
+        for (at, target) in targets.into_iter().enumerate() {
+            let Some(key) = target else { return Some((at, None)) };
+            if full.contains(&key) {
+                continue;
+            }
+            if busy.get(key).copied().unwrap_or(0) < self.cap {
+                return Some((at, Some(key)));
+            }
+            full.push(key);
+        }
+        None
     }
 
     /// Deliveries in flight to `target` (an origin such as `http://127.0.0.1:8080`).

@@ -71,7 +71,7 @@ impl<T: Addressed> Waiting<T> {
 
     pub fn look(&self, targets: &Targets) -> Look {
         let jobs = self.jobs();
-        let runnable = jobs.iter().any(|e| targets.has_room(e.job.target()));
+        let runnable = targets.first_with_room(jobs.iter().map(|e| e.job.target())).is_some();
         let stale_at =
             (jobs.len() >= self.full && !runnable).then(|| jobs.front().map(|e| e.since + self.stale)).flatten();
         Look { queued: jobs.len(), runnable, stale_at }
@@ -86,7 +86,7 @@ impl<T: Addressed> Waiting<T> {
     /// The oldest job whose target has room, with its place in the target's share.
     pub fn next(&self, targets: &Targets) -> Option<(T, Slot)> {
         let mut jobs = self.jobs();
-        let (at, slot) = jobs.iter().enumerate().find_map(|(i, e)| Some((i, targets.take(e.job.target())?)))?;
+        let (at, slot) = targets.take_first(jobs.iter().map(|e| e.job.target()))?;
         let job = jobs.remove(at)?.job;
         let left = jobs.len();
         drop(jobs);
