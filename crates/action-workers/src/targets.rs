@@ -2,21 +2,37 @@
 //! origin of a webhook URL or an MCP server), so that one slow host holds at most its own
 //! share of a process's deliveries, never the others'.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use shared::trigger::Action;
+
+/// One target's deliveries in flight.
+#[derive(Debug, Clone, Copy)]
+struct Share {
+    in_flight: usize,
+    /// When its last delivery landed (or its first started): a target at its share that
+    /// lands nothing for long is slow, not merely busy.
+    landed: Instant,
+}
 
 /// Deliveries in flight per target, shared by the consumers of a process.
 #[derive(Clone)]
 pub struct Targets {
     cap: usize,
-    busy: Arc<Mutex<HashMap<String, usize>>>,
+    busy: Arc<Mutex<HashMap<String, Share>>>,
 }
+
+type Busy = HashMap<String, Share>;
 
 impl Targets {
     pub fn new(cap: usize) -> Self {
         Self { cap: cap.max(1), busy: Arc::default() }
+    }
+
+    fn busy(&self) -> std::sync::MutexGuard<'_, Busy> {
+        self.busy.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A slot for one delivery to `target` (see [`target_of`]), or `None` when it already has
@@ -36,19 +52,19 @@ impl Targets {
     /// target looked up once however often it comes back (a queue of jobs mostly for one
     /// busy target is scanned at the cost of string comparisons).
     pub fn first_with_room<'a>(&self, targets: impl IntoIterator<Item = Option<&'a str>>) -> Option<usize> {
-        let busy = self.busy.lock().unwrap_or_else(PoisonError::into_inner);
+        let busy = self.busy();
         self.scan(&busy, targets).map(|(at, _)| at)
     }
 
     /// Like [`Targets::first_with_room`], and takes a slot for the target found.
     pub fn take_first<'a>(&self, targets: impl IntoIterator<Item = Option<&'a str>>) -> Option<(usize, Slot)> {
-        let mut busy = self.busy.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut busy = self.busy();
         let (at, key) = self.scan(&busy, targets)?;
         if let Some(key) = key {
             match busy.get_mut(key) {
-                Some(count) => *count += 1,
+                Some(share) => share.in_flight += 1,
                 None => {
-                    busy.insert(key.to_owned(), 1);
+                    busy.insert(key.to_owned(), Share { in_flight: 1, landed: Instant::now() });
                 }
             }
         }
@@ -57,27 +73,88 @@ impl Targets {
 
     fn scan<'a>(
         &self,
-        busy: &HashMap<String, usize>,
+        busy: &Busy,
         targets: impl IntoIterator<Item = Option<&'a str>>,
     ) -> Option<(usize, Option<&'a str>)> {
-        // Targets seen at their share in this scan; few, since each holds `cap` in flight.
-        let mut full: Vec<&str> = Vec::new();
+        let mut full = Seen::default();
         for (at, target) in targets.into_iter().enumerate() {
             let Some(key) = target else { return Some((at, None)) };
-            if full.contains(&key) {
+            if full.contains(key) {
                 continue;
             }
-            if busy.get(key).copied().unwrap_or(0) < self.cap {
+            if busy.get(key).is_none_or(|share| share.in_flight < self.cap) {
                 return Some((at, Some(key)));
             }
-            full.push(key);
+            full.insert(key);
         }
         None
     }
 
+    /// For each of `targets`, whether it is slow: at its share with nothing landed for
+    /// `patience`. Under one lock.
+    pub fn slow<'a>(
+        &self,
+        targets: impl IntoIterator<Item = Option<&'a str>>,
+        now: Instant,
+        patience: Duration,
+    ) -> Vec<bool> {
+        let busy = self.busy();
+        targets
+            .into_iter()
+            .map(|target| {
+                target.and_then(|key| busy.get(key)).is_some_and(|share| {
+                    share.in_flight >= self.cap && now.saturating_duration_since(share.landed) >= patience
+                })
+            })
+            .collect()
+    }
+
+    /// The earliest time one of `targets` that is at its share turns slow (see
+    /// [`Targets::slow`]), if it lands nothing before.
+    pub fn turns_slow_at<'a>(
+        &self,
+        targets: impl IntoIterator<Item = Option<&'a str>>,
+        patience: Duration,
+    ) -> Option<Instant> {
+        let busy = self.busy();
+        let mut seen = Seen::default();
+        let mut earliest: Option<Instant> = None;
+        for key in targets.into_iter().flatten() {
+            if seen.contains(key) {
+                continue;
+            }
+            seen.insert(key);
+            if let Some(share) = busy.get(key).filter(|share| share.in_flight >= self.cap) {
+                let at = share.landed + patience;
+                earliest = Some(earliest.map_or(at, |e| e.min(at)));
+            }
+        }
+        earliest
+    }
+
     /// Deliveries in flight to `target` (an origin such as `http://127.0.0.1:8080`).
     pub fn in_flight(&self, target: &str) -> usize {
-        self.busy.lock().unwrap_or_else(PoisonError::into_inner).get(target).copied().unwrap_or(0)
+        self.busy().get(target).map_or(0, |share| share.in_flight)
+    }
+}
+
+/// Targets already met in one scan: the last one compared first (a queue mostly holds runs
+/// of one target), then a set.
+#[derive(Default)]
+struct Seen<'a> {
+    last: Option<&'a str>,
+    others: HashSet<&'a str>,
+}
+
+impl<'a> Seen<'a> {
+    fn contains(&self, key: &str) -> bool {
+        self.last == Some(key) || self.others.contains(key)
+    }
+
+    fn insert(&mut self, key: &'a str) {
+        if let Some(last) = self.last.replace(key) {
+            self.others.insert(last);
+        }
     }
 }
 
@@ -90,10 +167,11 @@ pub struct Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         let Some(key) = &self.key else { return };
-        let mut busy = self.targets.busy.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(count) = busy.get_mut(key) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
+        let mut busy = self.targets.busy();
+        if let Some(share) = busy.get_mut(key) {
+            share.in_flight = share.in_flight.saturating_sub(1);
+            share.landed = Instant::now();
+            if share.in_flight == 0 {
                 busy.remove(key);
             }
         }

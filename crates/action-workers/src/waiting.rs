@@ -3,10 +3,11 @@
 //! oldest job that may go, whoever read it.
 //!
 //! A job waits here while the process has no place among its deliveries in flight, or
-//! while its target has its share in flight. A job whose target stays busy for long (a slow
-//! target) goes back to the retry set once the queue is full, so it never keeps out the jobs
-//! of other targets; a job whose target is merely busy at this instant (a fast target at its
-//! share) stays, since a place frees within moments.
+//! while its target has its share in flight. Once the queue is full of jobs that may not go,
+//! the jobs of slow targets (at their share, and nothing landed for a while) go back to the
+//! retry set, so they never keep out the jobs of other targets; the jobs of a target that is
+//! merely busy (a fast target at its share, landing deliveries all the time) stay, since a
+//! place frees within moments.
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, PoisonError};
@@ -28,34 +29,31 @@ pub(crate) struct Look {
     pub queued: usize,
     /// Whether some job waiting has room at its target.
     pub runnable: bool,
-    /// When the oldest job turns stale, while the queue is full and nothing may go.
+    /// When the first target of a waiting job turns slow, while the queue is full and
+    /// nothing may go.
     pub stale_at: Option<Instant>,
 }
 
-struct Entry<T> {
-    since: Instant,
-    job: T,
-}
-
 pub(crate) struct Waiting<T> {
-    jobs: Mutex<VecDeque<Entry<T>>>,
+    jobs: Mutex<VecDeque<T>>,
     /// Below this many jobs, consumers read more.
     low: usize,
-    /// At this many, consumers stop reading, and stale jobs go back to the retry set.
+    /// At this many, consumers stop reading, and the jobs of slow targets go back to the
+    /// retry set.
     full: usize,
-    /// How long a job waits for its target before it counts as stale.
-    stale: Duration,
+    /// How long a target at its share may land nothing before it counts as slow.
+    patience: Duration,
     /// Marked each time taking a job brings the queue below `low` or below `full`: a
     /// consumer that stopped reading looks again.
     room: watch::Sender<()>,
 }
 
 impl<T: Addressed> Waiting<T> {
-    pub fn new(low: usize, full: usize, stale: Duration) -> Self {
-        Self { jobs: Mutex::default(), low, full: full.max(low), stale, room: watch::Sender::new(()) }
+    pub fn new(low: usize, full: usize, patience: Duration) -> Self {
+        Self { jobs: Mutex::default(), low, full: full.max(low), patience, room: watch::Sender::new(()) }
     }
 
-    fn jobs(&self) -> std::sync::MutexGuard<'_, VecDeque<Entry<T>>> {
+    fn jobs(&self) -> std::sync::MutexGuard<'_, VecDeque<T>> {
         self.jobs.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -65,15 +63,17 @@ impl<T: Addressed> Waiting<T> {
     }
 
     pub fn push(&self, jobs: impl IntoIterator<Item = T>) {
-        let since = Instant::now();
-        self.jobs().extend(jobs.into_iter().map(|job| Entry { since, job }));
+        self.jobs().extend(jobs);
     }
 
     pub fn look(&self, targets: &Targets) -> Look {
         let jobs = self.jobs();
-        let runnable = targets.first_with_room(jobs.iter().map(|e| e.job.target())).is_some();
-        let stale_at =
-            (jobs.len() >= self.full && !runnable).then(|| jobs.front().map(|e| e.since + self.stale)).flatten();
+        let runnable = targets.first_with_room(jobs.iter().map(Addressed::target)).is_some();
+        let stale_at = if jobs.len() >= self.full && !runnable {
+            targets.turns_slow_at(jobs.iter().map(Addressed::target), self.patience)
+        } else {
+            None
+        };
         Look { queued: jobs.len(), runnable, stale_at }
     }
 
@@ -86,8 +86,8 @@ impl<T: Addressed> Waiting<T> {
     /// The oldest job whose target has room, with its place in the target's share.
     pub fn next(&self, targets: &Targets) -> Option<(T, Slot)> {
         let mut jobs = self.jobs();
-        let (at, slot) = targets.take_first(jobs.iter().map(|e| e.job.target()))?;
-        let job = jobs.remove(at)?.job;
+        let (at, slot) = targets.take_first(jobs.iter().map(Addressed::target))?;
+        let job = jobs.remove(at)?;
         let left = jobs.len();
         drop(jobs);
         if left + 1 == self.low || left + 1 == self.full {
@@ -96,29 +96,31 @@ impl<T: Addressed> Waiting<T> {
         Some((job, slot))
     }
 
-    /// When the queue is full: takes out the jobs that have waited at least the stale time
-    /// for a target that still has no room, to come back later through the retry set.
-    pub fn evict_stale(&self, targets: &Targets, now: Instant) -> Vec<T> {
+    /// When the queue is full: takes out the jobs of slow targets (see [`Targets::slow`]), to
+    /// come back later through the retry set.
+    pub fn evict_slow(&self, targets: &Targets, now: Instant) -> Vec<T> {
         let mut jobs = self.jobs();
         if jobs.len() < self.full {
             return Vec::new();
         }
+        let slow = targets.slow(jobs.iter().map(Addressed::target), now, self.patience);
+        if !slow.contains(&true) {
+            return Vec::new();
+        }
         let mut evicted = Vec::new();
         let mut kept = VecDeque::with_capacity(jobs.len());
-        for entry in jobs.drain(..) {
-            if now.duration_since(entry.since) >= self.stale && !targets.has_room(entry.job.target()) {
-                evicted.push(entry.job);
-            } else {
-                kept.push_back(entry);
-            }
+        for (job, slow) in jobs.drain(..).zip(slow) {
+            if slow { evicted.push(job) } else { kept.push_back(job) }
         }
         *jobs = kept;
+        drop(jobs);
+        self.room.send_replace(());
         evicted
     }
 
     /// Takes out every job (the process is stopping).
     pub fn drain(&self) -> Vec<T> {
-        self.jobs().drain(..).map(|e| e.job).collect()
+        self.jobs().drain(..).collect()
     }
 }
 
@@ -154,7 +156,7 @@ mod tests {
     }
 
     #[test]
-    fn a_full_queue_of_a_busy_target_stops_reading_until_its_oldest_is_stale() {
+    fn a_full_queue_of_a_target_landing_nothing_goes_back_once_it_turns_slow() {
         let targets = Targets::new(1);
         let waiting = queue(4);
         let _slot = targets.take(Some("a")).unwrap();
@@ -162,24 +164,44 @@ mod tests {
         let look = waiting.look(&targets);
         assert!(!look.runnable);
         assert!(!waiting.wants_more(look), "full, and nothing may go: no more reading");
-        let stale_at = look.stale_at.unwrap();
-        // Not stale yet: a busy target's jobs stay; they are not parked for a moment's wait.
-        assert!(waiting.evict_stale(&targets, stale_at - Duration::from_millis(1)).is_empty());
+        let slow_at = look.stale_at.unwrap();
+        // Not slow yet: a busy target's jobs stay; they are not parked for a moment's wait.
+        assert!(waiting.evict_slow(&targets, slow_at - Duration::from_millis(1)).is_empty());
         assert_eq!(waiting.look(&targets).queued, 4);
-        // Stale, while their target is still busy: they go back.
-        let evicted = waiting.evict_stale(&targets, stale_at);
+        // Nothing landed for the whole patience: its jobs go back.
+        let evicted = waiting.evict_slow(&targets, slow_at);
         assert_eq!(evicted.len(), 4);
         assert!(waiting.wants_more(waiting.look(&targets)));
     }
 
     #[test]
-    fn stale_jobs_of_a_target_with_room_stay() {
+    fn the_jobs_of_a_target_that_lands_deliveries_stay_however_long_they_wait() {
+        let targets = Targets::new(1);
+        let waiting = queue(4);
+        waiting.push((0..4).map(|i| Job("a", i)));
+        let start = Instant::now();
+        // One delivery after the other lands; the queue stays full of the target's jobs.
+        for i in 4..20 {
+            let (_job, slot) = waiting.next(&targets).unwrap();
+            waiting.push([Job("a", i)]);
+            let look = waiting.look(&targets);
+            let slow_at = look.stale_at.unwrap();
+            assert!(slow_at >= start + Duration::from_secs(1), "the patience counts from the last landing");
+            // Long after the jobs were queued, but the target landed a delivery a moment ago.
+            drop(slot);
+            let _next = targets.take(Some("a")).unwrap();
+            assert!(waiting.evict_slow(&targets, Instant::now()).is_empty());
+        }
+    }
+
+    #[test]
+    fn only_the_jobs_of_slow_targets_go_back() {
         let targets = Targets::new(1);
         let waiting = queue(2);
         waiting.push([Job("a", 1), Job("b", 2)]);
         let _busy = targets.take(Some("b")).unwrap();
         let later = Instant::now() + Duration::from_secs(5);
-        let evicted = waiting.evict_stale(&targets, later);
+        let evicted = waiting.evict_slow(&targets, later);
         assert_eq!(evicted.iter().map(|j| j.1).collect::<Vec<_>>(), vec![2]);
         assert_eq!(waiting.look(&targets).queued, 1);
     }
@@ -190,7 +212,7 @@ mod tests {
         let waiting = queue(4);
         let _busy = targets.take(Some("a")).unwrap();
         waiting.push([Job("a", 1)]);
-        assert!(waiting.evict_stale(&targets, Instant::now() + Duration::from_secs(60)).is_empty());
+        assert!(waiting.evict_slow(&targets, Instant::now() + Duration::from_secs(60)).is_empty());
         let look = waiting.look(&targets);
         assert!(waiting.wants_more(look), "nothing may go and there is room: read more");
         assert_eq!(look.stale_at, None);

@@ -52,8 +52,8 @@ const RECORD_GATHER: Duration = Duration::from_millis(2);
 /// Outcomes recorded in one transaction at most.
 const MAX_RECORDED: usize = 4 * BATCH;
 /// Jobs a process holds waiting (per kind) for room or for their target's share: at this
-/// many its consumers read no more, and jobs that waited [`TARGET_BUSY`] for their target go
-/// back to the retry set.
+/// many its consumers read no more, and the jobs of targets that landed nothing for
+/// [`TARGET_BUSY`] go back to the retry set.
 const MAX_WAITING: usize = 8 * BATCH;
 /// How long a consumer with deliveries in flight waits for new messages before it records
 /// the deliveries that ended.
@@ -142,6 +142,10 @@ impl Held {
         }
         self.messages.lock().unwrap_or_else(PoisonError::into_inner).insert(message.to_owned());
         Some(Hold { held: self.clone(), message: message.to_owned(), job })
+    }
+
+    fn holds_message(&self, message: &str) -> bool {
+        self.messages.lock().unwrap_or_else(PoisonError::into_inner).contains(message)
     }
 
     fn messages(&self) -> Vec<String> {
@@ -352,9 +356,13 @@ impl Worker {
                 .map_err(|err| format!("the action's configuration is unreadable: {err}"));
             let target = action.as_ref().ok().and_then(crate::targets::target_of);
             let Some(hold) = self.held.take(&message_id, job.job_id.0) else {
-                // Another copy of this job is waiting or in flight here: that one decides.
+                // Another copy of this job is waiting or in flight here: that one decides. The
+                // same message read again (taken back from this very process) is left to it
+                // too: acknowledging it here would acknowledge the job still to be delivered.
                 metrics::counter!("worker_duplicates_skipped_total").increment(1);
-                done.acks.push(message_id);
+                if !self.held.holds_message(&message_id) {
+                    done.acks.push(message_id);
+                }
                 continue;
             };
             cleared.push(Cleared {
@@ -633,9 +641,9 @@ impl Worker {
             }
             while lanes.try_join_next().is_some() {}
             // Held here, the jobs of a target at its share cost nothing; once the queue is
-            // full, those that have waited long for their target (it is slow) come back later
-            // through the retry set instead, making way for the jobs of other targets.
-            let stale = self.waiting.evict_stale(&self.targets, Instant::now());
+            // full, those of targets that landed nothing for a while (they are slow) come back
+            // later through the retry set instead, making way for the jobs of other targets.
+            let stale = self.waiting.evict_slow(&self.targets, Instant::now());
             if !stale.is_empty() {
                 let mut held = Done::default();
                 for mut cleared in stale {
