@@ -11,9 +11,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use engine::LoadedTrigger;
+use engine::TriggerIndex;
 use event_processor::cursor::{self, Cursor};
-use event_processor::matcher::TriggerIndex;
-use event_processor::triggers::LoadedTrigger;
 use event_processor::{Processor, Relay, Settings};
 use redis::AsyncCommands;
 use serde_json::json;
@@ -229,6 +229,7 @@ fn index_trigger(i: u64, extra: &serde_json::Value) -> Arc<LoadedTrigger> {
         id: TriggerId::new_random(),
         user_id: UserId::new_random(),
         name: format!("index {i}"),
+        enabled: true,
         version: 1,
         rule: Rule::parse(Some(&scope), None).expect("a valid scope"),
         cooldown_secs: 0,

@@ -14,16 +14,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use shared::domain::{StoredEvent, TriggerId};
+use shared::store::events::history::ScopeFilter;
 use shared::store::events::{EventRow, SELECT_COLUMNS};
 use sqlx::{PgConnection, PgPool};
 
 use crate::cursor::{Cursor, CursorError, CursorRow};
-use crate::evaluate::{Decisions, evaluate, plan};
-use crate::matcher::TriggerIndex;
 use crate::outbox::{self, Committed};
-use crate::state::{CooldownCache, StateCache};
-use crate::triggers::LoadedTrigger;
-use crate::warm::ScopeFilter;
+use engine::LoadedTrigger;
+use engine::TriggerIndex;
+use engine::evaluate::{Decisions, evaluate, plan};
+use engine::state::{CooldownCache, StateCache};
 
 /// The first key of the advisory lock that one trigger's way in holds (the second is a hash
 /// of its id): see [`crate::warming`].
@@ -183,7 +183,7 @@ impl CatchUp {
     pub fn new(trigger: Arc<LoadedTrigger>, chunk: usize, max_window_entries: usize, fence: Fence) -> Self {
         Self {
             index: TriggerIndex::build([&trigger]),
-            filter: ScopeFilter::of(&trigger),
+            filter: ScopeFilter::of(&trigger.rule.scope),
             trigger,
             states: StateCache::default(),
             cooldowns: CooldownCache::default(),
@@ -222,8 +222,8 @@ impl CatchUp {
                 })
                 .collect();
             let plan = plan(&self.index, &events);
-            self.states.prefetch(pool, plan.state_keys).await?;
-            self.cooldowns.prefetch(pool, plan.cooldown_keys).await?;
+            crate::state::load(pool, &mut self.states, &mut self.cooldowns, plan.state_keys, plan.cooldown_keys)
+                .await?;
             let mut decisions = Decisions::default();
             for (event, triggers) in events.iter().zip(&plan.candidates) {
                 evaluate(
@@ -243,10 +243,10 @@ impl CatchUp {
             if live.is_empty() {
                 return Ok(Progress { live: false, ..progress });
             }
-            decisions.outbox.retain(|row| live_actions.contains(&row.job.action.id.0));
+            decisions.jobs.retain(|job| live_actions.contains(&job.action.id.0));
             self.states.take_dirty().write(&mut tx).await?;
             self.cooldowns.take_dirty().write(&mut tx).await?;
-            let committed = outbox::insert(&mut tx, &decisions.outbox).await?;
+            let committed = outbox::insert(&mut tx, &decisions.jobs).await?;
             advance(&mut tx, self.trigger.id, from, to).await?;
             self.fence.check(&mut tx).await?;
             tx.commit().await?;

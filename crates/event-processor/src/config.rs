@@ -98,10 +98,10 @@ impl Default for Settings {
         Self {
             batch_size: 1_000,
             poll_interval: Duration::from_millis(500),
-            warm_events_per_key: 1_000,
-            warm_max_events: 100_000,
+            warm_events_per_key: engine::warm::DEFAULT_EVENTS_PER_KEY,
+            warm_max_events: engine::warm::DEFAULT_MAX_EVENTS,
             warm_in_background: false,
-            max_window_entries: 10_000,
+            max_window_entries: engine::DEFAULT_MAX_WINDOW_ENTRIES,
             relay_batch_size: 500,
             retention: Retention::default(),
             fence: crate::catchup::Fence::default(),

@@ -2,14 +2,10 @@
 //! outbox → Redis streams. Exactly-once decisions come from committing aggregate state,
 //! cooldowns, outbox rows and the cursor in one transaction per batch.
 
-pub mod aggregates;
 pub mod catchup;
 pub mod config;
 pub mod cursor;
-pub mod evaluate;
-pub mod matcher;
 pub mod outbox;
-pub mod preview;
 pub mod processor;
 pub mod relay;
 pub mod retention;

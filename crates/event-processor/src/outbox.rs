@@ -1,39 +1,8 @@
-//! Outbox rows: one per fired action, written in the batch's transaction.
+//! Outbox rows: one per job (a fired action), written in the batch's transaction.
 
-use std::collections::BTreeMap;
-
-use chrono::Utc;
-use shared::domain::{Decimal, JobId, StoredEvent};
-use shared::job::{Job, JobTrigger};
-use shared::trigger::{ActionKind, StoredAction};
+use shared::job::Job;
+use shared::trigger::ActionKind;
 use sqlx::PgConnection;
-
-use crate::triggers::LoadedTrigger;
-
-#[derive(Debug, Clone)]
-pub struct OutboxRow {
-    pub job: Job,
-}
-
-impl OutboxRow {
-    pub fn new(
-        trigger: &LoadedTrigger,
-        action: &StoredAction,
-        event: &StoredEvent,
-        aggregates: BTreeMap<String, Option<Decimal>>,
-    ) -> Self {
-        Self {
-            job: Job {
-                job_id: JobId::derive(event.id, trigger.id, action.id),
-                trigger: JobTrigger { id: trigger.id, name: trigger.name.clone(), user_id: trigger.user_id },
-                action: action.clone(),
-                event: event.clone(),
-                aggregates,
-                fired_at: Utc::now(),
-            },
-        }
-    }
-}
 
 /// A committed job on its way to Redis: what the relay pushes.
 #[derive(Debug, Clone)]
@@ -45,7 +14,7 @@ pub struct Committed {
 
 /// Inserts the rows; a job id already present is left as it is. Returns the jobs as
 /// serialized, for handing to the relay once the transaction commits.
-pub async fn insert(conn: &mut PgConnection, rows: &[OutboxRow]) -> Result<Vec<Committed>, sqlx::Error> {
+pub async fn insert(conn: &mut PgConnection, rows: &[Job]) -> Result<Vec<Committed>, sqlx::Error> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
@@ -55,8 +24,7 @@ pub async fn insert(conn: &mut PgConnection, rows: &[OutboxRow]) -> Result<Vec<C
     let mut events = Vec::with_capacity(rows.len());
     let mut kinds = Vec::with_capacity(rows.len());
     let mut payloads = Vec::with_capacity(rows.len());
-    for row in rows {
-        let job = &row.job;
+    for job in rows {
         jobs.push(job.job_id.0);
         triggers.push(job.trigger.id.0);
         actions.push(job.action.id.0);
@@ -81,6 +49,6 @@ pub async fn insert(conn: &mut PgConnection, rows: &[OutboxRow]) -> Result<Vec<C
     Ok(rows
         .iter()
         .zip(payloads)
-        .map(|(row, payload)| Committed { job_id: row.job.job_id.0, kind: row.job.kind(), payload })
+        .map(|(job, payload)| Committed { job_id: job.job_id.0, kind: job.kind(), payload })
         .collect())
 }

@@ -11,13 +11,17 @@ use tokio::task::JoinHandle;
 use crate::catchup::{self, CatchUp};
 use crate::config::Settings;
 use crate::cursor::{self, Cursor, CursorError};
-use crate::evaluate::{Decisions, Plan, evaluate, plan};
-use crate::matcher::TriggerIndex;
-use crate::outbox::{self, Committed, OutboxRow};
+use crate::outbox::{self, Committed};
 use crate::relay::HandOff;
-use crate::state::{CooldownCache, CooldownRows, StateCache, StateRows};
-use crate::triggers::{LoadedTrigger, Refresh, TriggerSet};
+use crate::triggers::{Refresh, TriggerSet};
 use crate::warming::Warming;
+use engine::LoadedTrigger;
+use engine::TriggerIndex;
+use engine::evaluate::{Decisions, Plan, evaluate, plan};
+use engine::state::{CooldownCache, StateCache};
+use shared::job::Job;
+use shared::store::aggregate_state::StateRows;
+use shared::store::cooldowns::CooldownRows;
 
 /// Chunks (of a batch each) a trigger done warming may still replay between two batches
 /// before it is filed; further behind, it goes back to its task.
@@ -45,7 +49,7 @@ pub enum ProcessError {
 struct Writes {
     states: StateRows,
     cooldowns: CooldownRows,
-    outbox: Vec<OutboxRow>,
+    outbox: Vec<Job>,
     from: Cursor,
     to: Cursor,
 }
@@ -73,13 +77,13 @@ async fn write(pool: PgPool, mut writes: Writes) -> Result<Vec<Committed>, Proce
 /// user's deletion never fails the batch of everyone.
 async fn drop_vanished(tx: &mut sqlx::PgConnection, writes: &mut Writes) -> Result<(), sqlx::Error> {
     let mut triggers: Vec<uuid::Uuid> = writes.states.triggers().chain(writes.cooldowns.triggers()).collect();
-    triggers.extend(writes.outbox.iter().map(|row| row.job.trigger.id.0));
+    triggers.extend(writes.outbox.iter().map(|row| row.trigger.id.0));
     triggers.sort_unstable();
     triggers.dedup();
     if triggers.is_empty() {
         return Ok(());
     }
-    let mut actions: Vec<uuid::Uuid> = writes.outbox.iter().map(|row| row.job.action.id.0).collect();
+    let mut actions: Vec<uuid::Uuid> = writes.outbox.iter().map(|row| row.action.id.0).collect();
     actions.sort_unstable();
     actions.dedup();
     let (live_triggers, live_actions) = shared::store::triggers::lock_existing(tx, &triggers, &actions).await?;
@@ -87,9 +91,7 @@ async fn drop_vanished(tx: &mut sqlx::PgConnection, writes: &mut Writes) -> Resu
         return Ok(());
     }
     let fires = writes.outbox.len();
-    writes
-        .outbox
-        .retain(|row| live_triggers.contains(&row.job.trigger.id.0) && live_actions.contains(&row.job.action.id.0));
+    writes.outbox.retain(|row| live_triggers.contains(&row.trigger.id.0) && live_actions.contains(&row.action.id.0));
     writes.states.retain_triggers(&live_triggers);
     writes.cooldowns.retain_triggers(&live_triggers);
     let dropped = fires - writes.outbox.len();
@@ -481,8 +483,8 @@ impl Processor {
         };
         let mut report = BatchReport { events: batch.read, malformed: batch.malformed, ..BatchReport::default() };
         let plan = batch.plan;
-        self.states.prefetch(&self.pool, plan.state_keys).await?;
-        self.cooldowns.prefetch(&self.pool, plan.cooldown_keys).await?;
+        crate::state::load(&self.pool, &mut self.states, &mut self.cooldowns, plan.state_keys, plan.cooldown_keys)
+            .await?;
         let mut decisions = Decisions::default();
         for (event, triggers) in batch.events.iter().zip(&plan.candidates) {
             evaluate(
@@ -496,7 +498,7 @@ impl Processor {
         }
         report.fires = decisions.fires;
         report.suppressed = decisions.suppressed;
-        report.jobs = decisions.outbox.len() as u64;
+        report.jobs = decisions.jobs.len() as u64;
         if let Some(last) = batch.events.last() {
             let lag = chrono::Utc::now() - last.event.log.block_timestamp;
             metrics::gauge!("processor_lag_seconds").set(lag.num_milliseconds().max(0) as f64 / 1000.0);
@@ -504,7 +506,7 @@ impl Processor {
         let writes = Writes {
             states: self.states.take_dirty(),
             cooldowns: self.cooldowns.take_dirty(),
-            outbox: decisions.outbox,
+            outbox: decisions.jobs,
             from,
             to,
         };

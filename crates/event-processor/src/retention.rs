@@ -1,8 +1,8 @@
 //! Retention: a round, every `RETENTION_INTERVAL_SECS` on the leader, that deletes what is
 //! no longer needed, in bounded batches, each table through the module that owns it:
 //! - delivery attempts, and outbox rows of finished jobs, older than `RETENTION_DAYS`;
-//! - aggregate keys whose window has passed ([`state::prune_idle_aggregate_keys`]) and
-//!   cooldowns that are over ([`state::prune_expired_cooldowns`]), which changes no decision;
+//! - aggregate keys whose window has passed ([`aggregate_state::prune_idle_keys`]) and
+//!   cooldowns that are over ([`cooldowns::prune_expired`]), which changes no decision;
 //! - events older than `EVENTS_RETENTION_DAYS`, only when it is set (events are the audit
 //!   trail), and only those the processor has passed and no outbox row references.
 
@@ -10,13 +10,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use shared::startup::error_chain;
-use shared::store::{deliveries, events, jobs};
+use shared::store::{aggregate_state, cooldowns, deliveries, events, jobs};
 use sqlx::PgPool;
 
 use crate::catchup;
 use crate::config::Retention;
 use crate::cursor::{self, CursorError};
-use crate::state;
 use crate::triggers;
 
 /// How late an event may arrive, in block time: how much older than the next event to
@@ -92,7 +91,7 @@ pub async fn run_once(pool: &PgPool, retention: &Retention, now: DateTime<Utc>) 
     let horizon = before(reference, BLOCK_TIME_MARGIN);
     let idle_before = before(now, BLOCK_TIME_MARGIN);
     let aggregate_keys = prune_aggregate_keys(pool, idle_before, horizon, retention.batch).await?;
-    let cooldowns = state::prune_expired_cooldowns(pool, horizon, retention.batch).await?;
+    let cooldowns = cooldowns::prune_expired(pool, horizon, retention.batch).await?;
 
     let events = match retention.events_days {
         Some(days) => {
@@ -133,7 +132,7 @@ async fn prune_aggregate_keys(
     loop {
         let (windows, last) = triggers::windowed_aggregates(pool, after, TRIGGERS_PER_PAGE).await?;
         let Some(last) = last else { return Ok(total) };
-        total += state::prune_idle_aggregate_keys(pool, &windows, idle_before, horizon, batch).await?;
+        total += aggregate_state::prune_idle_keys(pool, &windows, idle_before, horizon, batch).await?;
         after = Some(last);
     }
 }

@@ -4,19 +4,17 @@
 //! The history is read a page at a time, so a trigger whose scope is every agent of every
 //! chain never holds more than one page in memory: see [`warm`].
 
-use std::collections::HashMap;
-
+use engine::LoadedTrigger;
+use engine::warm::Replay;
 use shared::domain::StoredEvent;
-use shared::store::events::SELECT_COLUMNS;
+use shared::store::aggregate_state::{self, StateRows, WARMED_MARKER};
+use shared::store::events::history::{self, Partition, ScopeFilter, Upto};
 use shared::trigger::{Aggregate, Per};
 use sqlx::{PgConnection, PgPool};
 
-use crate::aggregates::AggregateState;
 use crate::catchup::Fence;
 use crate::config::Settings;
-use crate::cursor::{Cursor, CursorError, CursorRow};
-use crate::state::{WARMED_MARKER, upsert_states};
-use crate::triggers::LoadedTrigger;
+use crate::cursor::{Cursor, CursorError};
 
 /// About how many events one page of history holds (per chain an agent id appears on): a
 /// page takes as many agents as fit at `per_key` events each, and at least one.
@@ -27,12 +25,7 @@ pub async fn unwarmed<'t>(pool: &PgPool, trigger: &'t LoadedTrigger) -> Result<V
     if trigger.rule.aggregates.is_empty() {
         return Ok(Vec::new());
     }
-    let warmed: Vec<String> =
-        sqlx::query_scalar("SELECT aggregate FROM aggregate_state WHERE trigger_id = $1 AND key = $2")
-            .bind(trigger.id)
-            .bind(WARMED_MARKER)
-            .fetch_all(pool)
-            .await?;
+    let warmed = aggregate_state::warmed(pool, trigger.id).await?;
     Ok(trigger.rule.aggregates.iter().filter(|a| !warmed.contains(&a.id)).collect())
 }
 
@@ -64,20 +57,17 @@ pub async fn warm(
     let (max_window_entries, fence) = (settings.max_window_entries, settings.fence);
     let current: Vec<String> = trigger.rule.aggregates.iter().map(|a| a.id.clone()).collect();
     let Some(mut tx) = begin_if_live(pool, trigger, fence).await? else { return Ok(0) };
-    sqlx::query("DELETE FROM aggregate_state WHERE trigger_id = $1 AND NOT (aggregate = ANY($2))")
-        .bind(trigger.id)
-        .bind(&current)
-        .execute(&mut *tx)
-        .await?;
+    aggregate_state::delete_other_aggregates(&mut tx, trigger.id, &current).await?;
     tx.commit().await?;
 
     let mut replayed = Replayed::default();
     if !aggregates.is_empty() && cursor != Cursor::default() && per_key > 0 {
-        let filter = ScopeFilter::of(trigger);
+        let filter = ScopeFilter::of(&trigger.rule.scope);
         if aggregates.iter().any(|a| a.per == Per::Trigger) {
             // One key for the whole trigger: its latest `per_key` events.
-            let events =
-                history(&mut *pool.acquire().await?, trigger, &filter, &filter.agents, "0", cursor, per_key).await?;
+            let mut conn = pool.acquire().await?;
+            let events = latest(&mut conn, trigger, &filter, &filter.agents, Partition::Whole, cursor, per_key).await?;
+            drop(conn);
             let Some(mut tx) = begin_if_live(pool, trigger, fence).await? else { return Ok(replayed.events) };
             replay(&mut tx, trigger, aggregates, &events, max_window_entries, &mut replayed).await?;
             tx.commit().await?;
@@ -88,9 +78,10 @@ pub async fn warm(
                 // Read outside the transaction that locks the trigger: a transaction holding a
                 // row lock has an id, and while it runs no batch can pass it.
                 let mut conn = pool.acquire().await?;
-                let page = agents_page(&mut conn, &filter, cursor, after.as_deref(), agents_per_page).await?;
+                let page =
+                    history::agents_page(&mut conn, &filter, upto(cursor), after.as_deref(), agents_per_page).await?;
                 let Some(last) = page.last().cloned() else { break };
-                let events = history(&mut conn, trigger, &filter, &page, "chain_id, agent_id", cursor, per_key).await?;
+                let events = latest(&mut conn, trigger, &filter, &page, Partition::Agent, cursor, per_key).await?;
                 drop(conn);
                 let Some(mut tx) = begin_if_live(pool, trigger, fence).await? else { return Ok(replayed.events) };
                 replay(&mut tx, trigger, aggregates, &events, max_window_entries, &mut replayed).await?;
@@ -110,17 +101,12 @@ pub async fn warm(
     }
 
     let Some(mut tx) = begin_if_live(pool, trigger, fence).await? else { return Ok(replayed.events) };
-    let n = aggregates.len();
-    upsert_states(
-        &mut tx,
-        &vec![trigger.id.0; n],
-        &aggregates.iter().map(|a| a.id.clone()).collect::<Vec<_>>(),
-        &vec![WARMED_MARKER.to_owned(); n],
-        &vec![trigger.version; n],
-        &vec!["{}".to_owned(); n],
-        &vec![replayed.last.map_or(0, |(_, id)| id); n],
-    )
-    .await?;
+    let mut markers = StateRows::default();
+    for aggregate in aggregates {
+        let key = (trigger.id, aggregate.id.clone(), WARMED_MARKER.to_owned());
+        markers.push(key, trigger.version, "{}".to_owned(), replayed.last.map_or(0, |(_, id)| id));
+    }
+    markers.write(&mut tx).await?;
     tx.commit().await?;
     Ok(replayed.events)
 }
@@ -161,129 +147,36 @@ async fn replay(
     max_window_entries: usize,
     replayed: &mut Replayed,
 ) -> Result<(), sqlx::Error> {
-    let mut states: HashMap<(String, String), (AggregateState, i64)> = HashMap::new();
+    let mut replay = Replay::default();
     for (position, event) in events {
-        let at = event.event.log.block_timestamp.timestamp();
-        for aggregate in aggregates.iter().filter(|a| a.feeds(event)) {
-            let sample = aggregate.kind.field().and_then(|f| f.read_number(event));
-            let (state, last_event) = states
-                .entry((aggregate.id.clone(), aggregate.per.key(event)))
-                .or_insert_with(|| (AggregateState::new(&aggregate.kind), 0));
-            state.update(&aggregate.kind, sample, at, max_window_entries);
-            *last_event = event.id.0;
-        }
+        replay.feed(aggregates, event, max_window_entries);
         if replayed.last.is_none_or(|(last, _)| last < *position) {
             replayed.last = Some((*position, event.id.0));
         }
     }
     replayed.events += events.len();
-    let n = states.len();
-    let (mut ids, mut keys, mut values, mut last_events) =
-        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-    for ((aggregate, key), (state, last_event)) in states {
-        ids.push(aggregate);
-        keys.push(key);
-        values.push(serde_json::to_string(&state).unwrap_or_default());
-        last_events.push(last_event);
-    }
-    upsert_states(conn, &vec![trigger.id.0; n], &ids, &keys, &vec![trigger.version; n], &values, &last_events).await
+    replay.take_rows(trigger).write(conn).await
 }
 
-/// A scope as the history queries filter on it.
-pub(crate) struct ScopeFilter {
-    pub chains: Vec<i64>,
-    pub types: Vec<&'static str>,
-    pub agents: Vec<String>,
+fn upto(cursor: Cursor) -> Upto {
+    Upto::Position { xid: cursor.xid, id: cursor.id }
 }
 
-impl ScopeFilter {
-    pub fn of(trigger: &LoadedTrigger) -> Self {
-        let scope = &trigger.rule.scope;
-        Self {
-            chains: scope.chain_ids.iter().filter_map(|c| c.as_i64()).collect(),
-            types: scope.event_types_in_scope().into_iter().map(|t| t.as_str()).collect(),
-            agents: scope.agent_ids.iter().map(ToString::to_string).collect(),
-        }
-    }
-}
-
-/// Up to `limit` agent ids (as decimal text) after `after` that have events in the scope
-/// up to `cursor`, in id order.
-async fn agents_page(
-    conn: &mut PgConnection,
-    filter: &ScopeFilter,
-    cursor: Cursor,
-    after: Option<&str>,
-    limit: u32,
-) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT agent_id::text AS agent FROM events
-         WHERE NOT removed
-           AND (tx_xid, id) <= ($1::text::xid8, $2)
-           AND (cardinality($3::int8[]) = 0 OR chain_id = ANY($3))
-           AND (cardinality($4::text[]) = 0 OR event_type = ANY($4))
-           AND (cardinality($5::text[]) = 0 OR agent_id = ANY($5::text[]::numeric[]))
-           AND ($6::text IS NULL OR agent_id > $6::text::numeric)
-         GROUP BY agent_id
-         ORDER BY events.agent_id -- numerically: the column, not its text
-         LIMIT $7",
-    )
-    .bind(cursor.xid.to_string())
-    .bind(cursor.id)
-    .bind(&filter.chains)
-    .bind(&filter.types)
-    .bind(&filter.agents)
-    .bind(after)
-    .bind(i64::from(limit))
-    .fetch_all(&mut *conn)
-    .await
-}
-
-/// The latest `per_key` events of each partition of the scope's events up to `cursor`,
-/// restricted to `agents` when not empty, in store order with their positions.
-async fn history(
+/// The latest `per_key` events of each partition of the trigger's scope up to `cursor`, in
+/// store order with their positions.
+async fn latest(
     conn: &mut PgConnection,
     trigger: &LoadedTrigger,
     filter: &ScopeFilter,
     agents: &[String],
-    partition: &str,
+    partition: Partition,
     cursor: Cursor,
     per_key: u32,
 ) -> Result<Vec<(Cursor, StoredEvent)>, sqlx::Error> {
-    let sql = format!(
-        "SELECT tx_xid::text AS cursor_xid, {SELECT_COLUMNS} FROM (
-            SELECT e.*, row_number() OVER (PARTITION BY {partition} ORDER BY tx_xid DESC, id DESC) AS rn
-            FROM events e
-            WHERE NOT removed
-              AND (tx_xid, id) <= ($1::text::xid8, $2)
-              AND (cardinality($3::int8[]) = 0 OR chain_id = ANY($3))
-              AND (cardinality($4::text[]) = 0 OR event_type = ANY($4))
-              AND (cardinality($5::text[]) = 0 OR agent_id = ANY($5::text[]::numeric[]))
-         ) w
-         WHERE rn <= $6
-         ORDER BY tx_xid, id"
-    );
-    let rows: Vec<CursorRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(cursor.xid.to_string())
-        .bind(cursor.id)
-        .bind(&filter.chains)
-        .bind(&filter.types)
-        .bind(agents)
-        .bind(i64::from(per_key))
-        .fetch_all(&mut *conn)
-        .await?;
-    let mut events = Vec::with_capacity(rows.len());
-    for row in rows {
-        let Ok(xid) = row.cursor_xid.parse::<u64>() else {
-            tracing::warn!(xid = %row.cursor_xid, "skipping an event with an unreadable transaction id while warming");
-            continue;
-        };
-        let position = Cursor { xid, id: row.event.id() };
-        match StoredEvent::try_from(row.event) {
-            Ok(event) if trigger.rule.scope.matches(&event) => events.push((position, event)),
-            Ok(_) => {}
-            Err(err) => tracing::warn!(error = %err, "skipping a malformed event while warming"),
-        }
-    }
-    Ok(events)
+    let events = history::latest_per_key(conn, filter, agents, partition, upto(cursor), per_key).await?;
+    Ok(events
+        .into_iter()
+        .filter(|(_, event)| trigger.rule.scope.matches(event))
+        .map(|(xid, event)| (Cursor { xid, id: event.id.0 }, event))
+        .collect())
 }

@@ -27,8 +27,8 @@ use crate::config::Settings;
 use crate::cursor::{self, Cursor};
 use crate::processor::ProcessError;
 use crate::relay::{self, HandOff};
-use crate::triggers::LoadedTrigger;
 use crate::warm;
+use engine::LoadedTrigger;
 
 /// A trigger's way in.
 enum Stage {

@@ -47,12 +47,15 @@ async fn after_history(settings: Settings) -> (Bench, Processor) {
 }
 
 /// A bench with an EMA trigger that fires on every feedback, as the processor loads it.
-async fn ema_trigger() -> (Bench, TriggerId, Arc<event_processor::triggers::LoadedTrigger>) {
+async fn ema_trigger() -> (Bench, TriggerId, Arc<engine::LoadedTrigger>) {
     let bench = Bench::new().await;
     let ema = json!({"ema": {"field": "value", "window": 3, "as": "e"}, "op": "lt", "value": 1000});
     let (trigger, _) = bench.trigger(webhook("ema", json!({}), ema), long_ago()).await;
     let loaded = Arc::new(
-        event_processor::triggers::load(&bench.db.pool, bench.user, trigger).await.unwrap().expect("the trigger"),
+        engine::LoadedTrigger::try_from(
+            shared::store::triggers::rule(&bench.db.pool, bench.user, trigger).await.unwrap().expect("the trigger"),
+        )
+        .expect("it parses"),
     );
     (bench, trigger, loaded)
 }

@@ -11,8 +11,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use common::{Bench, long_ago, webhook};
-use event_processor::matcher::TriggerIndex;
-use event_processor::triggers::{LoadedTrigger, TriggerSet};
+use engine::LoadedTrigger;
+use engine::TriggerIndex;
+use event_processor::triggers::TriggerSet;
 use serde_json::{Value, json};
 use shared::domain::{Address, AgentId, ChainId, EventData, NewEvent, StoredEvent, TriggerId, UserId};
 use shared::store;
@@ -24,6 +25,7 @@ fn loaded(scope: &Value) -> Arc<LoadedTrigger> {
         id: TriggerId::new_random(),
         user_id: UserId::new_random(),
         name: scope.to_string(),
+        enabled: true,
         version: 1,
         rule: Rule::parse(Some(scope), None).unwrap_or_else(|e| panic!("{scope}: {e}")),
         cooldown_secs: 0,
@@ -168,6 +170,7 @@ fn an_index_changed_one_trigger_at_a_time_answers_as_one_built_at_once() {
         id: kept[0].id,
         user_id: kept[0].user_id,
         name: "moved".into(),
+        enabled: true,
         version: 2,
         rule: Rule::parse(Some(&json!({"agent_ids": ["4"], "chain_ids": [5]})), None).unwrap(),
         cooldown_secs: 0,

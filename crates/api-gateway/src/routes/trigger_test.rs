@@ -5,22 +5,20 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use chrono::Utc;
-use event_processor::preview::{self, Preview};
-use event_processor::triggers::{self, LoadError, LoadedTrigger};
+use engine::LoadedTrigger;
+use engine::preview;
+use engine::state::{CooldownCache, StateCache};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use shared::domain::{EventId, JobId, StoredEvent, TriggerId};
-use shared::job::{Job, JobTrigger};
+use shared::domain::{EventId, StoredEvent, TriggerId, UserId};
+use shared::job::Job;
 use shared::render;
-use shared::store::events;
-use shared::trigger::{Action, StoredAction};
+use shared::store::{aggregate_state, cooldowns, events, triggers};
+use shared::trigger::Action;
 
 use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::state::AppState;
-
-/// Most samples a windowed aggregate holds in a preview, as in the processor by default.
-const MAX_WINDOW_ENTRIES: usize = 10_000;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -55,40 +53,43 @@ pub async fn test(
 ) -> Result<HttpResponse, ApiError> {
     let missing = || ApiError::not_found("no such trigger");
     let id: TriggerId = id.parse().map_err(|_| missing())?;
-    let trigger = match triggers::load(&state.db, user.0, id).await {
-        Ok(Some(trigger)) => trigger,
-        Ok(None) => return Err(missing()),
-        Err(LoadError::Database(err)) => return Err(ApiError::internal(&err)),
-        Err(err @ LoadError::Unreadable(_)) => return Err(ApiError::internal(&err)),
-    };
+    let trigger = load(&state, user.0, id).await?.ok_or_else(missing)?;
     let body = body.into_inner();
     let event = match (body.event_id, body.event) {
         (Some(id), None) => stored_event(&state, &id).await?,
         (None, Some(event)) => given_event(event, &trigger)?,
         _ => return Err(invalid("give either event_id (a stored event) or event (an event written out)")),
     };
+    let (state_keys, cooldown_keys) = preview::keys(&trigger, &event);
+    let (mut states, mut cooldown_cache) = (StateCache::default(), CooldownCache::default());
+    let missing = states.missing(state_keys);
+    let rows = aggregate_state::fetch(&state.db, &missing).await.map_err(|e| ApiError::internal(&e))?;
+    states.fill(missing, rows);
+    let missing = cooldown_cache.missing(cooldown_keys);
+    let rows = cooldowns::fetch(&state.db, &missing).await.map_err(|e| ApiError::internal(&e))?;
+    cooldown_cache.fill(missing, rows);
     let preview =
-        preview::preview(&state.db, &trigger, &event, MAX_WINDOW_ENTRIES).await.map_err(|e| ApiError::internal(&e))?;
-    let jobs: Vec<Job> = trigger.actions.iter().map(|action| job_for(&trigger, action, &event, &preview)).collect();
+        preview::preview(&trigger, &event, &mut states, &mut cooldown_cache, engine::DEFAULT_MAX_WINDOW_ENTRIES);
+    let jobs: Vec<Job> = trigger
+        .actions
+        .iter()
+        .map(|action| engine::evaluate::job(&trigger, action, &event, preview.aggregates.clone()))
+        .collect();
     let actions: Vec<Value> = render::off_thread(move || jobs.iter().map(rendered).collect()).await;
     Ok(HttpResponse::Ok().json(json!({
         "fires": preview.fires(),
         "outcome": preview.outcome,
-        "enabled": trigger_enabled(&state, &trigger).await?,
+        "enabled": trigger.enabled,
         "aggregates": preview.aggregates,
         "event": event,
         "actions": actions,
     })))
 }
 
-async fn trigger_enabled(state: &AppState, trigger: &LoadedTrigger) -> Result<bool, ApiError> {
-    sqlx::query_scalar("SELECT enabled FROM triggers WHERE id = $1 AND user_id = $2")
-        .bind(trigger.id)
-        .bind(trigger.user_id)
-        .fetch_optional(&state.db)
-        .await
-        .map(|enabled| enabled.unwrap_or(false))
-        .map_err(|e| ApiError::internal(&e))
+/// One of `user`'s triggers as the engine evaluates it, enabled or not.
+pub(crate) async fn load(state: &AppState, user: UserId, id: TriggerId) -> Result<Option<LoadedTrigger>, ApiError> {
+    let row = triggers::rule(&state.db, user, id).await.map_err(|e| ApiError::internal(&e))?;
+    row.map(|row| LoadedTrigger::try_from(row).map_err(|e| ApiError::internal(&e))).transpose()
 }
 
 async fn stored_event(state: &AppState, id: &Value) -> Result<StoredEvent, ApiError> {
@@ -166,20 +167,8 @@ fn split_decimal(value: &Value) -> Option<(String, u8)> {
     Some((raw, u8::try_from(fraction.len()).ok()?))
 }
 
-/// The job one action would get for this event.
-fn job_for(trigger: &LoadedTrigger, action: &StoredAction, event: &StoredEvent, preview: &Preview) -> Job {
-    Job {
-        job_id: JobId::derive(event.id, trigger.id, action.id),
-        trigger: JobTrigger { id: trigger.id, name: trigger.name.clone(), user_id: trigger.user_id },
-        action: action.clone(),
-        event: event.clone(),
-        aggregates: preview.aggregates.clone(),
-        fired_at: Utc::now(),
-    }
-}
-
 /// What one action would send for this event.
-fn rendered(job: &Job) -> Value {
+pub(crate) fn rendered(job: &Job) -> Value {
     let action = &job.action;
     let head = json!({"id": action.id, "type": action.kind.as_str()});
     let parsed: Action = match serde_json::from_value(action.config.clone()) {

@@ -1,6 +1,8 @@
 //! Repository functions over the tables the services share.
 
+pub mod aggregate_state;
 pub mod api_keys;
+pub mod cooldowns;
 pub mod deliveries;
 pub mod events;
 pub mod jobs;

@@ -654,3 +654,84 @@ pub async fn replace(
     tx.commit().await?;
     Ok(Replaced::Done(created))
 }
+
+/// A trigger with its rule and actions, as the engine evaluates it (`actions` is
+/// `[{id, kind, config}]` in order; secrets stay in their own column).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RuleRow {
+    pub id: TriggerId,
+    pub user_id: UserId,
+    pub name: String,
+    pub enabled: bool,
+    pub version: i64,
+    pub scope: Value,
+    pub condition: Option<Value>,
+    pub cooldown_secs: i64,
+    pub fires_from: DateTime<Utc>,
+    pub actions: Value,
+}
+
+const SELECT_RULES: &str =
+    "SELECT t.id, t.user_id, t.name, t.enabled, t.version, t.scope, t.condition, t.cooldown_secs, t.fires_from,
+            COALESCE(jsonb_agg(jsonb_build_object('id', a.id, 'kind', a.kind, 'config', a.config)
+                               ORDER BY a.position) FILTER (WHERE a.id IS NOT NULL), '[]'::jsonb) AS actions
+     FROM triggers t LEFT JOIN trigger_actions a ON a.trigger_id = t.id";
+
+/// One of `user`'s triggers with its rule, enabled or not.
+pub async fn rule<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+    user: UserId,
+    trigger: TriggerId,
+) -> Result<Option<RuleRow>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT_RULES} WHERE t.id = $1 AND t.user_id = $2 GROUP BY t.id")))
+        .bind(trigger)
+        .bind(user)
+        .fetch_optional(db)
+        .await
+}
+
+/// The enabled triggers among `ids`, with their rules.
+pub async fn enabled_rules<'e>(db: impl sqlx::PgExecutor<'e>, ids: &[TriggerId]) -> Result<Vec<RuleRow>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<uuid::Uuid> = ids.iter().map(|id| id.0).collect();
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT_RULES} WHERE t.enabled AND t.id = ANY($1) GROUP BY t.id")))
+        .bind(&ids)
+        .fetch_all(db)
+        .await
+}
+
+/// A digest of (id, version) over the enabled triggers: it changes whenever one is created,
+/// deleted, enabled, disabled or edited (every change bumps the version).
+pub async fn enabled_fingerprint<'e>(db: impl sqlx::PgExecutor<'e>) -> Result<(i64, i64, i64), sqlx::Error> {
+    sqlx::query_as(
+        "SELECT count(*), COALESCE(sum(version), 0)::int8, COALESCE(sum(hashtext(id::text)), 0)::int8
+         FROM triggers WHERE enabled",
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// The id and version of every enabled trigger.
+pub async fn enabled_versions<'e>(db: impl sqlx::PgExecutor<'e>) -> Result<Vec<(TriggerId, i64)>, sqlx::Error> {
+    sqlx::query_as("SELECT id, version FROM triggers WHERE enabled").fetch_all(db).await
+}
+
+/// Up to `limit` triggers with a condition, enabled or not, whose ids come after `after`, in
+/// id order: (id, scope, condition).
+pub async fn conditions_after<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+    after: Option<TriggerId>,
+    limit: usize,
+) -> Result<Vec<(TriggerId, Value, Value)>, sqlx::Error> {
+    // Trigger ids are random UUIDs, never the nil one.
+    let after = after.map_or(uuid::Uuid::nil(), |id| id.0);
+    sqlx::query_as(
+        "SELECT id, scope, condition FROM triggers WHERE id > $1 AND condition IS NOT NULL ORDER BY id LIMIT $2",
+    )
+    .bind(after)
+    .bind(i64::try_from(limit.max(1)).unwrap_or(i64::MAX))
+    .fetch_all(db)
+    .await
+}

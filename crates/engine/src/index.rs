@@ -23,7 +23,7 @@ use std::sync::Arc;
 use shared::domain::{AgentId, ChainId, EventType, StoredEvent, TriggerId};
 use shared::trigger::Scope;
 
-use crate::triggers::LoadedTrigger;
+use crate::trigger::LoadedTrigger;
 
 /// Where a trigger is filed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -5,11 +5,10 @@ use std::collections::HashSet;
 
 use serde::Serialize;
 use shared::domain::StoredEvent;
-use sqlx::PgPool;
 
 use crate::evaluate::{Aggregates, Feeding, Verdict, agent_key, assess, shown};
-use crate::state::{CooldownCache, StateCache};
-use crate::triggers::LoadedTrigger;
+use crate::state::{CooldownCache, CooldownKey, StateCache, StateKey};
+use crate::trigger::LoadedTrigger;
 
 /// Why a trigger would or would not fire for an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -53,25 +52,25 @@ impl Preview {
     }
 }
 
-/// Evaluates `event` against `trigger` on copies of its current state. Nothing is written.
-pub async fn preview(
-    pool: &PgPool,
+/// The state and cooldown keys a preview of `event` reads: load them into the caches given
+/// to [`preview`].
+pub fn keys(trigger: &LoadedTrigger, event: &StoredEvent) -> (HashSet<StateKey>, HashSet<CooldownKey>) {
+    let states = trigger.rule.aggregates.iter().map(|a| (trigger.id, a.id.clone(), a.per.key(event))).collect();
+    let cooldowns =
+        if trigger.cooldown_secs > 0 { HashSet::from([(trigger.id, agent_key(event))]) } else { HashSet::new() };
+    (states, cooldowns)
+}
+
+/// Evaluates `event` against `trigger` on `states` and `cooldowns`, holding its current state
+/// for the [`keys`] of the event (the caller's copies: they change as a live evaluation
+/// would change them, and are then dropped).
+pub fn preview(
     trigger: &LoadedTrigger,
     event: &StoredEvent,
+    states: &mut StateCache,
+    cooldowns: &mut CooldownCache,
     max_window_entries: usize,
-) -> Result<Preview, sqlx::Error> {
-    let mut states = StateCache::default();
-    let keys: HashSet<_> = trigger
-        .rule
-        .aggregates
-        .iter()
-        .map(|aggregate| (trigger.id, aggregate.id.clone(), aggregate.per.key(event)))
-        .collect();
-    states.prefetch(pool, keys).await?;
-    let mut cooldowns = CooldownCache::default();
-    if trigger.cooldown_secs > 0 {
-        cooldowns.prefetch(pool, HashSet::from([(trigger.id, agent_key(event))])).await?;
-    }
+) -> Preview {
     let early = if event.removed {
         Some(Outcome::Removed)
     } else if !trigger.rule.scope.matches(event) {
@@ -91,9 +90,8 @@ pub async fn preview(
                 states.entry(key, &aggregate.kind, trigger.version).state.value(aggregate, at)
             })
             .collect();
-        return Ok(Preview { outcome, aggregates: shown(trigger, &values) });
+        return Preview { outcome, aggregates: shown(trigger, &values) };
     }
-    let (values, verdict) =
-        assess(event, trigger, &mut states, &mut cooldowns, max_window_entries, Feeding::UnlessSeen);
-    Ok(Preview { outcome: verdict.into(), aggregates: shown(trigger, &values) })
+    let (values, verdict) = assess(event, trigger, states, cooldowns, max_window_entries, Feeding::UnlessSeen);
+    Preview { outcome: verdict.into(), aggregates: shown(trigger, &values) }
 }

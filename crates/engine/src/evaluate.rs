@@ -1,20 +1,24 @@
 //! One event against the triggers that may concern it: update their aggregates, evaluate
-//! their conditions, apply history and cooldown rules, and produce outbox rows.
+//! their conditions, apply history and cooldown rules, and produce the jobs of the actions
+//! that fire.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use shared::domain::StoredEvent;
+use chrono::Utc;
+use shared::domain::{Decimal, JobId, StoredEvent};
+use shared::job::{Job, JobTrigger};
+use shared::trigger::StoredAction;
 
-use crate::matcher::TriggerIndex;
-use crate::outbox::OutboxRow;
+use crate::index::TriggerIndex;
 use crate::state::{CooldownCache, CooldownKey, StateCache, StateKey};
-use crate::triggers::LoadedTrigger;
+use crate::trigger::LoadedTrigger;
 
 /// What evaluating a batch decided.
 #[derive(Debug, Default)]
 pub struct Decisions {
-    pub outbox: Vec<OutboxRow>,
+    /// One job per action of each firing, in the order of events and then of trigger ids.
+    pub jobs: Vec<Job>,
     pub fires: u64,
     pub suppressed: u64,
 }
@@ -88,7 +92,7 @@ pub fn assess(
     cooldowns: &mut CooldownCache,
     max_window_entries: usize,
     feeding: Feeding,
-) -> (Vec<Option<shared::domain::Decimal>>, Verdict) {
+) -> (Vec<Option<Decimal>>, Verdict) {
     let at = event.event.log.block_timestamp.timestamp();
     // Every aggregate is updated before the condition is evaluated, fire or not.
     let mut values = Vec::with_capacity(trigger.rule.aggregates.len());
@@ -126,7 +130,7 @@ pub fn assess(
 }
 
 /// The aggregates as templates see them: by display name.
-pub fn shown(trigger: &LoadedTrigger, values: &[Option<shared::domain::Decimal>]) -> Aggregates {
+pub fn shown(trigger: &LoadedTrigger, values: &[Option<Decimal>]) -> Aggregates {
     trigger
         .rule
         .aggregates
@@ -137,7 +141,21 @@ pub fn shown(trigger: &LoadedTrigger, values: &[Option<shared::domain::Decimal>]
 }
 
 /// Aggregate values by display name.
-pub type Aggregates = BTreeMap<String, Option<shared::domain::Decimal>>;
+pub type Aggregates = BTreeMap<String, Option<Decimal>>;
+
+/// The job of one action of a firing: what the worker renders and delivers. Its id is
+/// derived from the event, the trigger and the action, so the same firing always makes the
+/// same job.
+pub fn job(trigger: &LoadedTrigger, action: &StoredAction, event: &StoredEvent, aggregates: Aggregates) -> Job {
+    Job {
+        job_id: JobId::derive(event.id, trigger.id, action.id),
+        trigger: JobTrigger { id: trigger.id, name: trigger.name.clone(), user_id: trigger.user_id },
+        action: action.clone(),
+        event: event.clone(),
+        aggregates,
+        fired_at: Utc::now(),
+    }
+}
 
 /// Evaluates `event` against `triggers`, the ones its scope matches (from [`plan`]).
 pub fn evaluate(
@@ -156,7 +174,7 @@ pub fn evaluate(
             Verdict::Fires => {
                 let shown = shown(trigger, &values);
                 for action in &trigger.actions {
-                    decisions.outbox.push(OutboxRow::new(trigger, action, event, shown.clone()));
+                    decisions.jobs.push(job(trigger, action, event, shown.clone()));
                 }
                 decisions.fires += 1;
             }

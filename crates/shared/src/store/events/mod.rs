@@ -9,6 +9,8 @@ use crate::domain::{
     NewEvent, StoredEvent, Text,
 };
 
+pub mod history;
+
 /// Rows per INSERT statement (each column travels as one array).
 const ROWS_PER_STATEMENT: usize = 5_000;
 

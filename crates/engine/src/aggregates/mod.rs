@@ -24,6 +24,12 @@ impl AggregateState {
         }
     }
 
+    /// The state as the store keeps it (JSON text).
+    pub fn to_json(&self) -> String {
+        // Nothing in a state can fail to serialize: no maps, and decimals print as text.
+        serde_json::to_string(self).expect("an aggregate state serializes")
+    }
+
     /// Feeds one sample observed at block time `at`. `sample` is the aggregate's field in the
     /// event (`None` for `count`, which needs none). An event without the field does not
     /// feed a field aggregate.

@@ -1,0 +1,143 @@
+//! A backtest: how a trigger would have behaved over a period of stored history, with fresh
+//! state (optionally warmed from the history before the period, as a newly saved trigger
+//! is). The caller feeds the period's events in chain order; nothing is stored or sent.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use shared::domain::{AgentId, ChainId, EventId, StoredEvent};
+
+use crate::evaluate::{Aggregates, Feeding, Verdict, assess, shown};
+use crate::state::{CooldownCache, StateCache};
+use crate::trigger::LoadedTrigger;
+use crate::warm::Replay;
+
+/// The most firings a report lists; its counts are always complete.
+pub const MAX_LISTED: usize = 1_000;
+
+/// One event for which the condition held: a firing, or one its cooldown suppressed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Fire {
+    pub event_id: EventId,
+    pub block_timestamp: DateTime<Utc>,
+    pub chain_id: ChainId,
+    pub agent_id: AgentId,
+    /// The aggregates as the condition saw them, by display name.
+    pub aggregates: Aggregates,
+    pub suppressed_by_cooldown: bool,
+}
+
+/// What a backtest found.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Report {
+    /// Events of the scope evaluated.
+    pub events_scanned: u64,
+    /// The first [`MAX_LISTED`] firings and suppressions, in chain order.
+    pub fires: Vec<Fire>,
+    /// Firings (not counting those the cooldown suppressed).
+    pub fire_count: u64,
+    /// Firings the cooldown suppressed.
+    pub suppressed_count: u64,
+    /// Block time of the first and the last firing.
+    pub first_fire: Option<DateTime<Utc>>,
+    pub last_fire: Option<DateTime<Utc>>,
+    /// Whether more firings and suppressions happened than are listed.
+    pub truncated: bool,
+}
+
+/// A trigger run over history.
+pub struct Backtest {
+    trigger: LoadedTrigger,
+    states: StateCache,
+    cooldowns: CooldownCache,
+    max_window_entries: usize,
+    report: Report,
+    /// The first firing's event and aggregates, to show what the actions would send.
+    first: Option<(StoredEvent, Aggregates)>,
+}
+
+impl Backtest {
+    /// A backtest of `trigger` with empty state. The trigger's own start of history (the time
+    /// it was saved or enabled) does not apply: every event of the period may fire it.
+    pub fn new(mut trigger: LoadedTrigger, max_window_entries: usize) -> Self {
+        trigger.fires_from = DateTime::<Utc>::MIN_UTC;
+        Self {
+            trigger,
+            states: StateCache::default(),
+            cooldowns: CooldownCache::default(),
+            max_window_entries,
+            report: Report::default(),
+            first: None,
+        }
+    }
+
+    pub fn trigger(&self) -> &LoadedTrigger {
+        &self.trigger
+    }
+
+    /// Starts the aggregates from `warmed` (the history before the period replayed through
+    /// them), instead of empty. Call before the first [`Backtest::feed`].
+    pub fn warm(&mut self, warmed: Replay) {
+        warmed.into_cache(&self.trigger, &mut self.states);
+    }
+
+    /// Evaluates the next event of the period (in chain order). Events dropped by a reorg
+    /// and events outside the scope are passed over.
+    pub fn feed(&mut self, event: &StoredEvent) {
+        if event.removed || !self.trigger.rule.scope.matches(event) {
+            return;
+        }
+        self.report.events_scanned += 1;
+        let (values, verdict) = assess(
+            event,
+            &self.trigger,
+            &mut self.states,
+            &mut self.cooldowns,
+            self.max_window_entries,
+            Feeding::Always,
+        );
+        let suppressed = match verdict {
+            Verdict::NoMatch | Verdict::BeforeHistory => return,
+            Verdict::CoolingDown => true,
+            Verdict::Fires => false,
+        };
+        let at = event.event.log.block_timestamp;
+        let aggregates = shown(&self.trigger, &values);
+        if suppressed {
+            self.report.suppressed_count += 1;
+        } else {
+            self.report.fire_count += 1;
+            self.report.first_fire.get_or_insert(at);
+            self.report.last_fire = Some(at);
+            if self.first.is_none() {
+                self.first = Some((event.clone(), aggregates.clone()));
+            }
+        }
+        if self.report.fires.len() < MAX_LISTED {
+            self.report.fires.push(Fire {
+                event_id: event.id,
+                block_timestamp: at,
+                chain_id: event.event.log.chain_id,
+                agent_id: event.event.agent_id,
+                aggregates,
+                suppressed_by_cooldown: suppressed,
+            });
+        } else {
+            self.report.truncated = true;
+        }
+    }
+
+    pub fn finish(self) -> Finished {
+        Finished { report: self.report, first_fire: self.first, trigger: self.trigger }
+    }
+}
+
+/// A finished backtest.
+pub struct Finished {
+    pub report: Report,
+    /// The event and aggregates of the first firing, to show what the actions would send.
+    pub first_fire: Option<(StoredEvent, Aggregates)>,
+    pub trigger: LoadedTrigger,
+}
+
+#[cfg(test)]
+mod tests;
