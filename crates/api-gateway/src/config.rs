@@ -1,3 +1,4 @@
+use crate::backtest::BacktestLimits;
 use std::time::Duration;
 
 use secrecy::SecretString;
@@ -22,6 +23,8 @@ pub struct GatewayConfig {
     pub limits: RateLimits,
     /// What one user may have (`QUOTA_*`).
     pub quotas: Quotas,
+    /// How far one backtest may go (`BACKTEST_MAX_EVENTS`).
+    pub backtest: BacktestLimits,
     /// Browser origins allowed to call the API (`CORS_ORIGINS`); none by default.
     pub cors_origins: Vec<String>,
     /// `SECRETS_KEY` and `SECRETS_OLD_KEYS`.
@@ -70,6 +73,17 @@ impl GatewayConfig {
                 env.parsed("JWT_EXPIRY_SECS", 86_400u64, "a whole number of seconds", &mut problems).max(1),
             ),
             quotas: quotas(env, &mut problems),
+            backtest: BacktestLimits {
+                max_events: env
+                    .parsed(
+                        "BACKTEST_MAX_EVENTS",
+                        BacktestLimits::default().max_events,
+                        "a whole number of events",
+                        &mut problems,
+                    )
+                    .max(1),
+                ..BacktestLimits::default()
+            },
             keyring: Keyring::from_env(env, &mut problems),
         };
         problems.finish(config)

@@ -2,6 +2,7 @@
 //! existing pool and listener by [`Application::serve`] (tests).
 
 pub mod auth;
+pub mod backtest;
 mod client_address;
 mod config;
 mod error;

@@ -78,6 +78,7 @@ impl Application {
         let state = AppState::new(db, redis, tokens, config.keyring)
             .with_limits(config.limits)
             .with_quotas(config.quotas)
+            .with_backtest_limits(config.backtest)
             .with_cors_origins(config.cors_origins);
         Self::serve(state, listener)
     }

@@ -1,3 +1,4 @@
+use crate::backtest::BacktestLimits;
 use metrics_exporter_prometheus::PrometheusHandle;
 use shared::redis::RedisHandle;
 use shared::secrets::Keyring;
@@ -21,6 +22,8 @@ pub struct AppState {
     pub cors_origins: Vec<String>,
     /// Seals the actions' secrets before they are stored.
     pub keyring: Keyring,
+    /// How far backtests may go.
+    pub backtest: BacktestLimits,
 }
 
 impl AppState {
@@ -34,6 +37,7 @@ impl AppState {
             quotas: Quotas::default(),
             cors_origins: Vec::new(),
             keyring,
+            backtest: BacktestLimits::default(),
         }
     }
 
@@ -49,6 +53,11 @@ impl AppState {
 
     pub fn with_quotas(mut self, quotas: Quotas) -> Self {
         self.quotas = quotas;
+        self
+    }
+
+    pub fn with_backtest_limits(mut self, limits: BacktestLimits) -> Self {
+        self.backtest = limits;
         self
     }
 }

@@ -4,10 +4,10 @@ use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use shared::domain::{TriggerId, UserId};
+use shared::domain::{ActionId, TriggerId, UserId};
 use shared::store::aggregate_state::WindowedAggregate;
 use shared::store::triggers::RuleRow;
-use shared::trigger::{Rule, StoredAction};
+use shared::trigger::{Rule, StoredAction, TriggerDefinition};
 
 #[derive(Debug)]
 pub struct LoadedTrigger {
@@ -47,6 +47,33 @@ impl TryFrom<RuleRow> for LoadedTrigger {
             fires_from: row.fires_from,
             actions,
         })
+    }
+}
+
+impl LoadedTrigger {
+    /// A trigger that was never saved, as `user` defined it: fresh ids, version 0, every
+    /// event of its history may fire it. What a backtest of a draft evaluates.
+    pub fn draft(user: UserId, definition: &TriggerDefinition) -> Self {
+        let actions = definition
+            .actions
+            .iter()
+            .map(|action| StoredAction {
+                id: ActionId::new_random(),
+                kind: action.kind(),
+                config: action.public_config(),
+            })
+            .collect();
+        LoadedTrigger {
+            id: TriggerId::new_random(),
+            user_id: user,
+            name: definition.name.clone(),
+            enabled: definition.enabled,
+            version: 0,
+            rule: definition.rule.clone(),
+            cooldown_secs: definition.cooldown_secs,
+            fires_from: DateTime::<Utc>::MIN_UTC,
+            actions,
+        }
     }
 }
 

@@ -14,6 +14,9 @@ use crate::trigger::LoadedTrigger;
 
 /// How many of the latest events of each key warm an aggregate, unless configured.
 pub const DEFAULT_EVENTS_PER_KEY: u32 = 1_000;
+/// About how many events one page of history holds (per chain an agent id appears on): a
+/// page takes as many agents as fit at the per-key count each, and at least one.
+pub const PAGE_EVENTS: u32 = 10_000;
 /// How many events one trigger's warming replays at most, unless configured.
 pub const DEFAULT_MAX_EVENTS: usize = 100_000;
 

@@ -16,9 +16,7 @@ use crate::catchup::Fence;
 use crate::config::Settings;
 use crate::cursor::{Cursor, CursorError};
 
-/// About how many events one page of history holds (per chain an agent id appears on): a
-/// page takes as many agents as fit at `per_key` events each, and at least one.
-pub const PAGE_EVENTS: u32 = 10_000;
+pub use engine::warm::PAGE_EVENTS;
 
 /// The ids of `trigger`'s aggregates that have not been warmed yet.
 pub async fn unwarmed<'t>(pool: &PgPool, trigger: &'t LoadedTrigger) -> Result<Vec<&'t Aggregate>, sqlx::Error> {

@@ -34,6 +34,7 @@ use crate::routes;
         routes::triggers::patch,
         routes::triggers::delete,
         routes::trigger_test::test,
+        routes::backtest::backtest,
         routes::actions::reset_breaker,
         routes::actions::rotate_secret,
         routes::deliveries::for_trigger,

@@ -229,6 +229,57 @@ pub struct TriggerTestRequest {
     pub event: Option<Value>,
 }
 
+/// A backtest: a trigger definition (as for `POST /triggers`) or a saved trigger's id, and
+/// the period of block time `[from, to)` (RFC 3339; default: the 7 days before `to`, which
+/// defaults to now). With `warm` (default true) the aggregates first take the history before
+/// `from`, as a trigger saved at `from` would.
+#[derive(ToSchema)]
+#[schema(example = json!({"trigger_id": "0b7f4bd6-4a43-4e6d-9d41-3b8a1e5b8a11", "from": "2026-11-01T00:00:00Z", "to": "2026-11-08T00:00:00Z", "warm": true}))]
+pub struct BacktestRequest {
+    pub trigger: Option<Value>,
+    pub trigger_id: Option<Uuid>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    pub warm: Option<bool>,
+}
+
+/// One event of the period for which the condition held.
+#[derive(ToSchema)]
+pub struct BacktestFire {
+    pub event_id: i64,
+    pub block_timestamp: DateTime<Utc>,
+    pub chain_id: i64,
+    /// Decimal text (uint256).
+    pub agent_id: String,
+    /// Each aggregate by its name, as the condition saw it; null while it had no value.
+    pub aggregates: BTreeMap<String, Option<String>>,
+    /// The cooldown held it back: it would not have fired.
+    pub suppressed_by_cooldown: bool,
+}
+
+/// How the trigger would have behaved over the period.
+#[derive(ToSchema)]
+pub struct BacktestResult {
+    /// Events of the scope in the period (events dropped by a reorg are not counted).
+    pub events_scanned: u64,
+    /// The first 1,000 firings and suppressions, in chain order.
+    pub fires: Vec<BacktestFire>,
+    /// Firings, all of them (suppressed ones not counted).
+    pub fire_count: u64,
+    /// Firings the cooldown suppressed, all of them.
+    pub suppressed_count: u64,
+    pub first_fire: Option<DateTime<Utc>>,
+    pub last_fire: Option<DateTime<Utc>>,
+    /// More firings and suppressions happened than `fires` lists.
+    pub truncated: bool,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub warm: bool,
+    /// For the first firing, per action: `id`, `type` and what it would send, as
+    /// `POST /triggers/{id}/test` shows it.
+    pub first_fire_actions: Vec<Value>,
+}
+
 /// What the trigger would do with the event.
 #[derive(ToSchema)]
 pub struct TriggerTestResult {

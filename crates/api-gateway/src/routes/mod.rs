@@ -1,6 +1,7 @@
 pub(crate) mod actions;
 pub(crate) mod api_keys;
 pub(crate) mod auth;
+pub(crate) mod backtest;
 pub(crate) mod deliveries;
 pub(crate) mod events;
 pub(crate) mod health;
@@ -29,6 +30,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/events/{id}", web::get().to(events::get))
             .route("/triggers", web::post().to(triggers::create))
             .route("/triggers", web::get().to(triggers::list))
+            .route("/triggers/backtest", web::post().to(backtest::backtest))
             .route("/triggers/{id}", web::get().to(triggers::get))
             .route("/triggers/{id}", web::put().to(triggers::replace))
             .route("/triggers/{id}", web::patch().to(triggers::patch))

@@ -39,7 +39,7 @@ fn trigger_id(raw: &str) -> Result<TriggerId, ApiError> {
 
 /// Parses a trigger with the processor's own parser: every fault with its JSON path. Its
 /// templates are tried on sample events, so parsing runs on a thread of its own.
-async fn parse(body: &Value) -> Result<TriggerDefinition, ApiError> {
+pub(crate) async fn parse(body: &Value) -> Result<TriggerDefinition, ApiError> {
     let body = body.clone();
     shared::render::off_thread(move || TriggerDefinition::parse(&body)).await.map_err(|errors| {
         ApiError::new(StatusCode::BAD_REQUEST, "validation_failed", "the trigger is not valid")
