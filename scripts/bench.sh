@@ -10,7 +10,7 @@ source scripts/env.sh
 export TEST_DATABASE_URL=${TEST_DATABASE_URL:-postgres://$DB_USER@$DB_HOST:$DB_PORT/postgres}
 export TEST_REDIS_URL=${TEST_REDIS_URL:-redis://$REDIS_HOST:$REDIS_PORT/}
 
-BENCHES=("event-processor processor" "action-workers webhook" "indexer backfill" "api-gateway api" "e2e latency")
+BENCHES=("event-processor processor" "action-workers webhook" "indexer backfill" "api-gateway api" "api-gateway backtest" "e2e latency")
 out=$(mktemp -d)
 for bench in "${BENCHES[@]}"; do
     read -r package name <<< "$bench"

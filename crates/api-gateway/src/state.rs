@@ -24,6 +24,8 @@ pub struct AppState {
     pub keyring: Keyring,
     /// How far backtests may go.
     pub backtest: BacktestLimits,
+    /// Places for the backtests this gateway runs at once.
+    pub backtests: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -38,6 +40,7 @@ impl AppState {
             cors_origins: Vec::new(),
             keyring,
             backtest: BacktestLimits::default(),
+            backtests: std::sync::Arc::new(tokio::sync::Semaphore::new(BacktestLimits::default().concurrent)),
         }
     }
 
@@ -58,6 +61,7 @@ impl AppState {
 
     pub fn with_backtest_limits(mut self, limits: BacktestLimits) -> Self {
         self.backtest = limits;
+        self.backtests = std::sync::Arc::new(tokio::sync::Semaphore::new(limits.concurrent.max(1)));
         self
     }
 }

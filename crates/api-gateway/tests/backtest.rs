@@ -286,10 +286,85 @@ async fn a_period_over_the_limit_is_refused_with_its_count() {
     let (from, to) = blocks(1, 4);
     let (status, body) = backtest(&alice, json!({"trigger": ema_below_50(0), "from": from, "to": to})).await;
     assert_eq!((status, body["error"]["code"].clone()), (422, json!("too_many_events")), "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("holds 4 events"), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("more than 3 events"), "{body}");
     let (from, to) = blocks(2, 4);
     let (status, _) = backtest(&alice, json!({"trigger": ema_below_50(0), "from": from, "to": to})).await;
     assert_eq!(status, 200, "three events are within the limit");
+}
+
+#[tokio::test]
+async fn a_backtest_that_outgrows_its_memory_bound_cuts_its_answer_instead_of_ending_it() {
+    let db = TestDb::new().await;
+    let (app, _) = start_with(&db, BacktestLimits { max_keys: 2, page_events: 2, ..BacktestLimits::default() });
+    let alice = user(&app, "alice@example.com").await;
+    // Three agents: three keys of the EMA once the second page is read.
+    let events: Vec<NewEvent> = (1..=6).map(|b| feedback(b, 0, b % 3, 10, 0, "uptime")).collect();
+    store(&db, &events).await;
+    let mut trigger = ema_below_50(0);
+    trigger["scope"] = json!({"event_types": ["NewFeedback"]});
+    let (from, to) = blocks(1, 6);
+    let response = alice
+        .send(Method::POST, "/api/v1/triggers/backtest", Some(json!({"trigger": trigger, "from": from, "to": to})))
+        .await;
+    assert_eq!(response.status(), 200, "the answer had begun");
+    let body = response.text().await;
+    assert!(body.is_err(), "the answer must be cut, not completed: {body:?}");
+    // The user's place is given back.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, _) = backtest(&alice, json!({"trigger": ema_below_50(0), "from": from, "to": to})).await;
+        if status == 200 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the place was not given back: {status}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_gateway_runs_few_backtests_at_once_whoever_asks() {
+    let db = TestDb::new().await;
+    let limits = BacktestLimits { concurrent: 1, page_events: 1, ..BacktestLimits::default() };
+    let (app, redis) = start_with(&db, limits);
+    let alice = user(&app, "alice@example.com").await;
+    let bob = user(&app, "bob@example.com").await;
+    let values: Vec<(u64, i128)> = (1..=20_000).map(|b| (b, 1)).collect();
+    store(&db, &feedbacks(&values)).await;
+    let (from, to) = blocks(1, 20_000);
+    let long = json!({"trigger": ema_below_50(0), "from": from, "to": to, "warm": false});
+    let first = start_long(&app, &alice, long);
+    wait_for_guard(&redis, &alice).await;
+    let (status, body) = backtest(&bob, json!({"trigger": ema_below_50(0), "warm": false})).await;
+    assert_eq!((status, body["error"]["code"].clone()), (429, json!("backtests_busy")), "{body}");
+    first.abort();
+}
+
+/// Starts a backtest whose answer nobody reads until it ends.
+fn start_long(app: &Running, client: &Client<'_>, body: Value) -> tokio::task::JoinHandle<String> {
+    let request =
+        app.client.post(format!("{}/api/v1/triggers/backtest", app.base)).bearer_auth(&client.token).json(&body).send();
+    tokio::spawn(async move {
+        // Headers arrive at once; the body only when the backtest ends.
+        let response = request.await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.text().await.unwrap()
+    })
+}
+
+/// The Redis key of `client`'s one-backtest guard, once it is taken.
+async fn wait_for_guard(redis: &RedisHandle, client: &Client<'_>) -> String {
+    let me: Value = client.send(Method::GET, "/api/v1/auth/me", None).await.json().await.unwrap();
+    let key = redis.config().key(&format!("backtest:{}", me["id"].as_str().unwrap()));
+    let mut conn = redis.connection().await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let held: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut conn).await.unwrap();
+        if held.is_some() {
+            return key;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the backtest never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]
@@ -305,26 +380,9 @@ async fn one_backtest_at_a_time_per_user_and_a_client_that_leaves_stops_its_back
     let (from, to) = blocks(1, 50_000);
     let long = json!({"trigger": ema_below_50(0), "from": from, "to": to, "warm": false});
 
-    let request =
-        app.client.post(format!("{}/api/v1/triggers/backtest", app.base)).bearer_auth(&alice.token).json(&long).send();
-    let first = tokio::spawn(async move {
-        // Headers arrive at once; the body only when the backtest ends.
-        let response = request.await.unwrap();
-        assert_eq!(response.status(), 200);
-        response.text().await.unwrap()
-    });
-    let me: Value = alice.send(Method::GET, "/api/v1/auth/me", None).await.json().await.unwrap();
-    let key = redis.config().key(&format!("backtest:{}", me["id"].as_str().unwrap()));
+    let first = start_long(&app, &alice, long);
+    let key = wait_for_guard(&redis, &alice).await;
     let mut conn = redis.connection().await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let held: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut conn).await.unwrap();
-        if held.is_some() {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the backtest never started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 
     // A second one of the same user waits its turn; another user's runs.
     let (from_short, to_short) = blocks(1, 3);
@@ -348,4 +406,32 @@ async fn one_backtest_at_a_time_per_user_and_a_client_that_leaves_stops_its_back
     }
     let (status, body) = backtest(&alice, short).await;
     assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn logs_at_one_chain_position_are_each_scanned_once_across_page_boundaries() {
+    let db = TestDb::new().await;
+    let (app, _) = start_with(&db, BacktestLimits { page_events: 1, ..BacktestLimits::default() });
+    let alice = user(&app, "alice@example.com").await;
+    // A reorg deeper than the indexer remembers can leave two live logs at one position
+    // (same block number and log index, other block hashes).
+    let mut events = feedbacks(&[(1, 100), (2, 100), (2, 100), (3, 100)]);
+    events[2].event.log.block_hash = testkit::fixtures::hash(999).parse().unwrap();
+    store(&db, &events).await;
+    let trigger = json!({
+        "name": "every feedback",
+        "scope": {"event_types": ["NewFeedback"]},
+        "condition": {"field": "value", "op": "gte", "value": 0},
+        "actions": [{"type": "webhook", "url": "https://example.com/hook"}]
+    });
+    let (from, to) = blocks(1, 3);
+    let (status, result) = backtest(&alice, json!({"trigger": trigger, "from": from, "to": to})).await;
+    assert_eq!(status, 200, "{result}");
+    let mut fired: Vec<i64> = listed(&result, "none").into_iter().map(|f| f.0).collect();
+    assert_eq!(result["events_scanned"], 4);
+    fired.sort_unstable();
+    fired.dedup();
+    let mut all = event_ids(&db).await;
+    all.sort_unstable();
+    assert_eq!(fired, all, "each log once");
 }

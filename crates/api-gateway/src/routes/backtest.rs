@@ -88,25 +88,34 @@ pub async fn backtest(
         _ => return Err(invalid("trigger", "give either trigger (a definition) or trigger_id (a saved trigger)")),
     };
 
-    let running = Running::start(&state.redis, user.0).await.map_err(|Refused::Busy| {
-        ApiError::new(StatusCode::TOO_MANY_REQUESTS, "backtest_running", "another backtest of this account is running")
-            .with_retry_after(1)
+    let running = Running::start(&state.backtests, &state.redis, user.0).await.map_err(|refused| match refused {
+        Refused::UserBusy => ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "backtest_running",
+            "another backtest of this account is running",
+        )
+        .with_retry_after(1),
+        Refused::GatewayBusy => ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "backtests_busy",
+            "the server runs as many backtests as it may at once; try again shortly",
+        )
+        .with_retry_after(5),
     })?;
     let limits = state.backtest;
     let filter = ScopeFilter::of(&trigger.rule.scope);
     let mut conn = state.db.acquire().await.map_err(|e| ApiError::internal(&e))?;
-    let cap = limits.max_events.saturating_mul(10);
-    let count = history::count_in_period(&mut conn, &filter, period.from, period.to, cap.saturating_add(1))
+    // Counting stops one past the limit: refusing costs no more than the limit.
+    let count = history::count_in_period(&mut conn, &filter, period.from, period.to, limits.max_events + 1)
         .await
         .map_err(|e| ApiError::internal(&e))?;
     drop(conn);
     if count > limits.max_events {
-        let held = if count > cap { format!("more than {cap}") } else { count.to_string() };
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "too_many_events",
             format!(
-                "the period holds {held} events of the trigger's scope, more than the {} a backtest may scan; \
+                "the period holds more than {} events of the trigger's scope, the most a backtest may scan; \
                  narrow the period or the scope",
                 limits.max_events
             ),
@@ -115,7 +124,7 @@ pub async fn backtest(
 
     // The answer streams: blanks while the backtest runs, then the document. A client that
     // goes away drops the stream, which stops the backtest and frees the user's place.
-    let (sender, receiver) = mpsc::channel::<Result<Bytes, BacktestFailed>>(4);
+    let (sender, receiver) = mpsc::channel::<Chunk>(4);
     let pool = state.db.clone();
     let task = tokio::spawn(async move {
         let keep_alive = sender.clone();
@@ -123,28 +132,31 @@ pub async fn backtest(
         let tick = || {
             if last.elapsed() >= limits.keep_alive {
                 last = tokio::time::Instant::now();
-                let _ = keep_alive.try_send(Ok(Bytes::from_static(b" ")));
-                if let Some(running) = &running {
-                    running.renew();
+                let _ = keep_alive.try_send(Chunk::Blank);
+            }
+        };
+        let result = backtest::run(&pool, trigger, &period, limits, tick).await;
+        running.release().await;
+        let chunk = match result {
+            Ok(finished) => match serde_json::to_vec(&answer(finished, &period).await) {
+                Ok(document) => Chunk::Document(Bytes::from(document)),
+                Err(err) => {
+                    tracing::error!(error = %err, "a backtest's answer did not serialize");
+                    Chunk::Failed
                 }
-            }
-        };
-        let answer = match backtest::run(&pool, trigger, &period, limits, tick).await {
-            Ok(finished) => serde_json::to_vec(&answer(finished, &period).await).map(Bytes::from).map_err(|err| {
-                tracing::error!(error = %err, "a backtest's answer did not serialize");
-                BacktestFailed
-            }),
+            },
             Err(err) => {
-                tracing::error!(error = %err, "a backtest failed");
-                Err(BacktestFailed)
+                tracing::warn!(error = %err, "a backtest stopped");
+                Chunk::Failed
             }
         };
-        let _ = sender.send(answer).await;
-        drop(running);
+        let _ = sender.send(chunk).await;
     });
-    Ok(HttpResponse::Ok()
-        .content_type("application/json")
-        .streaming(Streamed { receiver, _task: crate::backtest::AbortOnDrop(task) }))
+    Ok(HttpResponse::Ok().content_type("application/json").streaming(Streamed {
+        receiver,
+        ended: false,
+        _task: crate::backtest::AbortOnDrop(task),
+    }))
 }
 
 /// A trigger defined in the request, validated as `POST /triggers` validates it (paths
@@ -199,9 +211,22 @@ struct BacktestFailed;
 
 impl actix_web::ResponseError for BacktestFailed {}
 
-/// The streamed answer; dropping it stops the backtest.
+/// What the backtest's task hands its answer.
+enum Chunk {
+    /// A blank: the backtest runs on.
+    Blank,
+    /// The whole document: the backtest ended.
+    Document(Bytes),
+    /// The backtest stopped short.
+    Failed,
+}
+
+/// The streamed answer; dropping it stops the backtest. Unless it ends with the document,
+/// it ends with an error, which cuts the connection: a task that died (or failed) never
+/// leaves a well-formed empty answer.
 struct Streamed {
-    receiver: mpsc::Receiver<Result<Bytes, BacktestFailed>>,
+    receiver: mpsc::Receiver<Chunk>,
+    ended: bool,
     _task: crate::backtest::AbortOnDrop,
 }
 
@@ -209,6 +234,23 @@ impl futures_core::Stream for Streamed {
     type Item = Result<Bytes, BacktestFailed>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.receiver.poll_recv(cx)
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        let chunk = match self.receiver.poll_recv(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(chunk) => chunk,
+        };
+        Poll::Ready(Some(match chunk {
+            Some(Chunk::Blank) => Ok(Bytes::from_static(b" ")),
+            Some(Chunk::Document(document)) => {
+                self.ended = true;
+                Ok(document)
+            }
+            Some(Chunk::Failed) | None => {
+                self.ended = true;
+                Err(BacktestFailed)
+            }
+        }))
     }
 }

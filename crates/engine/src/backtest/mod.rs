@@ -74,6 +74,11 @@ impl Backtest {
         &self.trigger
     }
 
+    /// The aggregate keys held so far: what the backtest's memory grows with.
+    pub fn state_keys(&self) -> usize {
+        self.states.len()
+    }
+
     /// Starts the aggregates from `warmed` (the history before the period replayed through
     /// them), instead of empty. Call before the first [`Backtest::feed`].
     pub fn warm(&mut self, warmed: Replay) {

@@ -37,6 +37,19 @@ pub enum Upto {
 }
 
 impl Upto {
+    /// The order "latest" and "in order" follow: the store's for a position (what the
+    /// processor has read, in the order it read it), the chains' for a block time.
+    fn order(self, descending: bool) -> &'static str {
+        match (self, descending) {
+            (Upto::Position { .. }, false) => "tx_xid, id",
+            (Upto::Position { .. }, true) => "tx_xid DESC, id DESC",
+            (Upto::Before(_), false) => "block_timestamp, chain_id, block_number, log_index, id",
+            (Upto::Before(_), true) => {
+                "block_timestamp DESC, chain_id DESC, block_number DESC, log_index DESC, id DESC"
+            }
+        }
+    }
+
     /// The three parameters the queries take: the position's xid (as text) and id, and the
     /// block time; the bound not used is NULL.
     fn params(self) -> (Option<String>, Option<i64>, Option<DateTime<Utc>>) {
@@ -96,8 +109,9 @@ pub enum Partition {
 }
 
 /// The latest `per_key` events of each partition of the scope's events up to `upto`,
-/// restricted to `agents` when not empty, in store order, each with the id of the
-/// transaction that stored it. Rows that do not read are skipped, with a warning.
+/// restricted to `agents` when not empty, in order (see [`Upto`]: the store's up to a
+/// position, the chains' before a block time), each with the id of the transaction that
+/// stored it. Rows that do not read are skipped, with a warning.
 pub async fn latest_per_key(
     conn: &mut PgConnection,
     filter: &ScopeFilter,
@@ -111,14 +125,15 @@ pub async fn latest_per_key(
         Partition::Agent => "chain_id, agent_id",
         Partition::Whole => "0",
     };
+    let (latest_first, in_order) = (upto.order(true), upto.order(false));
     let sql = format!(
         "SELECT tx_xid::text AS cursor_xid, {SELECT_COLUMNS} FROM (
-            SELECT e.*, row_number() OVER (PARTITION BY {partition} ORDER BY tx_xid DESC, id DESC) AS rn
+            SELECT e.*, row_number() OVER (PARTITION BY {partition} ORDER BY {latest_first}) AS rn
             FROM events e
             WHERE {IN_SCOPE_UPTO}
          ) w
          WHERE rn <= $7
-         ORDER BY tx_xid, id"
+         ORDER BY {in_order}"
     );
     let rows: Vec<PositionedRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(xid)
@@ -151,13 +166,15 @@ struct PositionedRow {
     event: EventRow,
 }
 
-/// A place in chain order: block time, chain, block, log index.
+/// A place in chain order: block time, chain, block, log index, and the store id, which
+/// breaks the ties a deep reorg can leave (two live logs at one position).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ChainPosition {
     pub block_timestamp: DateTime<Utc>,
     pub chain_id: i64,
     pub block_number: i64,
     pub log_index: i32,
+    pub id: i64,
 }
 
 /// One page of a period: the events that read, and where the page ended (rows that do not
@@ -212,9 +229,9 @@ pub async fn period_page(
         "SELECT {SELECT_COLUMNS} FROM events
          WHERE {IN_SCOPE_PERIOD}
            AND ($6::timestamptz IS NULL
-                OR (block_timestamp, chain_id, block_number, log_index) > ($6, $7::int8, $8::int8, $9::int4))
-         ORDER BY block_timestamp, chain_id, block_number, log_index
-         LIMIT $10"
+                OR (block_timestamp, chain_id, block_number, log_index, id) > ($6, $7::int8, $8::int8, $9::int4, $10::int8))
+         ORDER BY block_timestamp, chain_id, block_number, log_index, id
+         LIMIT $11"
     );
     let rows: Vec<EventRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(from)
@@ -226,6 +243,7 @@ pub async fn period_page(
         .bind(after.map(|p| p.chain_id))
         .bind(after.map(|p| p.block_number))
         .bind(after.map(|p| p.log_index))
+        .bind(after.map(|p| p.id))
         .bind(i64::from(limit))
         .fetch_all(&mut *conn)
         .await?;
@@ -235,6 +253,7 @@ pub async fn period_page(
         chain_id: row.chain_id,
         block_number: row.block_number,
         log_index: row.log_index,
+        id: row.id,
     });
     for row in rows {
         let id = row.id;
