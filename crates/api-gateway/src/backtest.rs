@@ -86,30 +86,40 @@ pub async fn run(
         let replay = warm(pool, backtest.trigger(), &filter, period.from, &mut tick, &in_time).await?;
         backtest.warm(replay);
     }
-    let mut after: Option<ChainPosition> = None;
+    // The next page is read while the current one is evaluated.
+    let read = |after: Option<ChainPosition>| {
+        let filter = &filter;
+        async move {
+            let mut conn = pool.acquire().await?;
+            history::period_page(&mut conn, filter, period.from, period.to, after, limits.page_events).await
+        }
+    };
+    let mut page = read(None).await?;
     loop {
         in_time()?;
-        let mut conn = pool.acquire().await?;
-        let page = history::period_page(&mut conn, &filter, period.from, period.to, after, limits.page_events).await?;
-        drop(conn);
-        let (rows, last, events) = (page.rows, page.last, page.events);
+        let last_page = page.rows < limits.page_events as usize;
+        let (last, events) = (page.last, std::mem::take(&mut page.events));
         // A page is thousands of evaluations: off the request threads.
-        backtest = tokio::task::spawn_blocking(move || {
+        let evaluated = tokio::task::spawn_blocking(move || {
             for event in &events {
                 backtest.feed(event);
             }
             backtest
-        })
-        .await
-        .map_err(|_| RunError::Evaluation)?;
+        });
+        if last_page {
+            backtest = evaluated.await.map_err(|_| RunError::Evaluation)?;
+        } else {
+            let (next, evaluated) = tokio::join!(read(last), evaluated);
+            backtest = evaluated.map_err(|_| RunError::Evaluation)?;
+            page = next?;
+        }
         if backtest.state_keys() > limits.max_keys {
             return Err(RunError::TooManyKeys(limits.max_keys));
         }
         tick();
-        if rows < limits.page_events as usize {
+        if last_page {
             break;
         }
-        after = last;
     }
     Ok(backtest.finish())
 }

@@ -216,7 +216,9 @@ pub async fn count_in_period(
     Ok(count.unsigned_abs())
 }
 
-/// Up to `limit` events of the scope in `[from, to)` after `after`, in chain order.
+/// Up to `limit` events of the scope in `[from, to)` after `after`, in chain order. Each page
+/// reads from its start on (the block time bounds an index range), so a period costs the
+/// rows it holds, page after page.
 pub async fn period_page(
     conn: &mut PgConnection,
     filter: &ScopeFilter,
@@ -225,11 +227,19 @@ pub async fn period_page(
     after: Option<ChainPosition>,
     limit: u32,
 ) -> Result<PeriodPage, sqlx::Error> {
+    // The first page starts before every log at `from`.
+    let start = after.unwrap_or(ChainPosition {
+        block_timestamp: from,
+        chain_id: i64::MIN,
+        block_number: i64::MIN,
+        log_index: i32::MIN,
+        id: i64::MIN,
+    });
     let sql = format!(
         "SELECT {SELECT_COLUMNS} FROM events
          WHERE {IN_SCOPE_PERIOD}
-           AND ($6::timestamptz IS NULL
-                OR (block_timestamp, chain_id, block_number, log_index, id) > ($6, $7::int8, $8::int8, $9::int4, $10::int8))
+           AND block_timestamp >= $6
+           AND (block_timestamp, chain_id, block_number, log_index, id) > ($6, $7::int8, $8::int8, $9::int4, $10::int8)
          ORDER BY block_timestamp, chain_id, block_number, log_index, id
          LIMIT $11"
     );
@@ -239,11 +249,11 @@ pub async fn period_page(
         .bind(&filter.chains)
         .bind(&filter.types)
         .bind(&filter.agents)
-        .bind(after.map(|p| p.block_timestamp))
-        .bind(after.map(|p| p.chain_id))
-        .bind(after.map(|p| p.block_number))
-        .bind(after.map(|p| p.log_index))
-        .bind(after.map(|p| p.id))
+        .bind(start.block_timestamp)
+        .bind(start.chain_id)
+        .bind(start.block_number)
+        .bind(start.log_index)
+        .bind(start.id)
         .bind(i64::from(limit))
         .fetch_all(&mut *conn)
         .await?;
