@@ -3,22 +3,22 @@
 
 use std::collections::HashMap;
 
-use serde_json::Value;
-use shared::domain::{ActionId, Text};
+use shared::domain::Text;
 use shared::job::Job;
 use shared::secrets::Keyring;
-use shared::store::triggers::StoredSecrets;
+use shared::store::outbox::{self, OutboxStatus};
+use shared::trigger::ActionSecrets;
 use sqlx::PgPool;
 
 use crate::outcome::{Attempt, Verdict};
 
 /// The job as the database knows it.
 pub struct JobState {
-    pub status: String,
+    pub status: OutboxStatus,
     pub attempts: i32,
     /// The action's write-only secrets (signing secret, bot token, credential headers), opened;
     /// why they do not open otherwise.
-    pub secrets: Result<Value, String>,
+    pub secrets: Result<ActionSecrets, String>,
 }
 
 impl std::fmt::Debug for JobState {
@@ -34,18 +34,8 @@ impl std::fmt::Debug for JobState {
 impl JobState {
     /// Delivered, failed or dead: nothing more to do, even if Redis hands it over again.
     pub fn is_finished(&self) -> bool {
-        matches!(self.status.as_str(), "delivered" | "failed" | "dead")
+        self.status.is_final()
     }
-}
-
-#[derive(sqlx::FromRow)]
-struct Row {
-    job_id: uuid::Uuid,
-    action_id: ActionId,
-    status: String,
-    attempts: i32,
-    #[sqlx(flatten)]
-    secrets: StoredSecrets,
 }
 
 /// The states of several jobs, by job id, in one query, their secrets opened with `keyring`.
@@ -54,18 +44,15 @@ pub async fn load_many(
     keyring: &Keyring,
     jobs: &[uuid::Uuid],
 ) -> Result<HashMap<uuid::Uuid, JobState>, sqlx::Error> {
-    let rows: Vec<Row> = sqlx::query_as(
-        "SELECT o.job_id, o.action_id, o.status, o.attempts, a.sealed_secrets, a.secrets_key_id, a.plain_secrets
-         FROM action_outbox o JOIN trigger_actions a ON a.id = o.action_id
-         WHERE o.job_id = ANY($1)",
-    )
-    .bind(jobs)
-    .fetch_all(pool)
-    .await?;
+    let rows = outbox::states(pool, jobs).await?;
     Ok(rows
         .into_iter()
         .map(|row| {
-            let secrets = row.secrets.open(keyring, row.action_id).map_err(|err| err.to_string());
+            let secrets = row
+                .secrets
+                .open(keyring, row.action_id)
+                .map(|opened| ActionSecrets::read(&opened))
+                .map_err(|err| err.to_string());
             (row.job_id, JobState { status: row.status, attempts: row.attempts, secrets })
         })
         .collect())
@@ -97,12 +84,12 @@ impl After {
         }
     }
 
-    /// The `action_outbox.status` after the attempt; `None` keeps it unfinished.
-    fn status(self) -> Option<&'static str> {
+    /// The job's status after the attempt; `None` keeps it unfinished.
+    fn status(self) -> Option<OutboxStatus> {
         match self {
-            After::Delivered => Some("delivered"),
-            After::Failed | After::Rejected => Some("failed"),
-            After::Dead => Some("dead"),
+            After::Delivered => Some(OutboxStatus::Delivered),
+            After::Failed | After::Rejected => Some(OutboxStatus::Failed),
+            After::Dead => Some(OutboxStatus::Dead),
             After::Retry => None,
         }
     }
@@ -190,7 +177,7 @@ pub async fn record_many(pool: &PgPool, attempts: &[Recorded<'_>]) -> Result<(),
     let latencies: Vec<i32> =
         attempts.iter().map(|r| i32::try_from(r.attempt.latency.as_millis()).unwrap_or(i32::MAX)).collect();
     let excerpts: Vec<Option<Text>> = attempts.iter().map(|r| r.attempt.excerpt.as_deref().map(Text::new)).collect();
-    let finals: Vec<Option<&str>> = attempts.iter().map(|r| r.after.status()).collect();
+    let finals: Vec<Option<OutboxStatus>> = attempts.iter().map(|r| r.after.status()).collect();
     sqlx::query(
         "INSERT INTO deliveries
             (job_id, trigger_id, action_id, event_id, kind, attempt, outcome, status_code, error, latency_ms, response_excerpt)
@@ -211,19 +198,6 @@ pub async fn record_many(pool: &PgPool, attempts: &[Recorded<'_>]) -> Result<(),
     .bind(&excerpts)
     .execute(&mut *tx)
     .await?;
-    sqlx::query(
-        "UPDATE action_outbox o
-         SET attempts = GREATEST(o.attempts, u.n),
-             status = COALESCE(u.s, o.status),
-             finished_at = CASE WHEN u.s IS NULL THEN o.finished_at ELSE now() END,
-             updated_at = now()
-         FROM UNNEST($1::uuid[], $2::int4[], $3::text[]) AS u(j, n, s)
-         WHERE o.job_id = u.j AND o.status NOT IN ('delivered', 'failed', 'dead')",
-    )
-    .bind(&jobs)
-    .bind(&numbers)
-    .bind(&finals)
-    .execute(&mut *tx)
-    .await?;
+    outbox::record_attempts(&mut tx, &jobs, &numbers, &finals).await?;
     tx.commit().await
 }

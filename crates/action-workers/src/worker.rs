@@ -2,18 +2,17 @@
 //! attempt, then acknowledge, reschedule or dead-letter. A retry is a scheduled message,
 //! never a sleep.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
 use redis::aio::MultiplexedConnection;
-use secrecy::SecretString;
 use shared::domain::ActionId;
 use shared::job::Job;
 use shared::redis::RedisHandle;
 use shared::store;
-use shared::trigger::{Action, ActionKind};
+use shared::trigger::{Action, ActionKind, ActionSecrets};
 use sqlx::PgPool;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::{JoinError, JoinHandle, JoinSet};
@@ -97,14 +96,14 @@ struct Cleared {
     message_id: String,
     payload: String,
     job: Job,
-    action: Result<Action, String>,
+    action: Action,
     /// Where it goes, as its target's share is counted.
     target: Option<String>,
     /// Held by the process until its outcome is acknowledged.
     hold: Option<Hold>,
     /// The attempt this delivery is.
     number: i32,
-    secrets: Result<serde_json::Value, String>,
+    secrets: Result<ActionSecrets, String>,
     /// The breaker as read for the batch, and whether this delivery is its probe.
     breaker: Status,
     probe: bool,
@@ -352,9 +351,8 @@ impl Worker {
                     }
                 }
             };
-            let action: Result<Action, String> = serde_json::from_value(job.action.config.clone())
-                .map_err(|err| format!("the action's configuration is unreadable: {err}"));
-            let target = action.as_ref().ok().and_then(crate::targets::target_of);
+            let action = job.action.action.clone();
+            let target = crate::targets::target_of(&action);
             let Some(hold) = self.held.take(&message_id, job.job_id.0) else {
                 // Another copy of this job is waiting or in flight here: that one decides. The
                 // same message read again (taken back from this very process) is left to it
@@ -475,38 +473,22 @@ impl Worker {
     async fn attempt(
         &self,
         job: &Job,
-        action: Result<Action, String>,
-        secrets: &Result<serde_json::Value, String>,
+        action: Action,
+        secrets: &Result<ActionSecrets, String>,
     ) -> Result<Step, WorkerError> {
-        let action = match action {
-            Ok(action) => action,
-            Err(error) => return Ok(Step::Attempted(Attempt::failed(Verdict::Permanent, error))),
-        };
         let secrets = match secrets {
             Ok(secrets) => secrets,
             // A key missing here (a rotation half done) is fixed by configuration: the job
             // waits for it like for a target that is down.
             Err(error) => return Ok(Step::Attempted(Attempt::failed(Verdict::Retry { after: None }, error.clone()))),
         };
-        let headers = |secrets: &serde_json::Value| -> BTreeMap<String, SecretString> {
-            secrets
-                .get("headers")
-                .and_then(|h| h.as_object())
-                .map(|h| {
-                    h.iter()
-                        .filter_map(|(k, v)| Some((k.clone(), SecretString::from(v.as_str()?.to_owned()))))
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        let secret = |name: &str| secrets.get(name).and_then(|s| s.as_str()).map(|s| SecretString::from(s.to_owned()));
         Ok(Step::Attempted(match action {
-            Action::Webhook(webhook) => match secret("signing_secret") {
-                Some(signing) => self.webhooks.deliver(job, &webhook, &signing, &headers(secrets)).await,
+            Action::Webhook(webhook) => match &secrets.signing_secret {
+                Some(signing) => self.webhooks.deliver(job, &webhook, signing, &secrets.headers).await,
                 None => Attempt::failed(Verdict::Permanent, "the webhook has no signing secret"),
             },
             Action::Telegram(telegram) => {
-                let own = secret("bot_token");
+                let own = secrets.bot_token.clone();
                 let Some(token) = self.telegram.token(own.as_ref()) else {
                     return Ok(Step::Attempted(Attempt::failed(
                         Verdict::Permanent,
@@ -545,7 +527,7 @@ impl Worker {
                 }
                 self.telegram.send(token, &telegram, text).await
             }
-            Action::Mcp(mcp) => self.mcp.call(job, &mcp, &headers(secrets)).await,
+            Action::Mcp(mcp) => self.mcp.call(job, &mcp, &secrets.headers).await,
         }))
     }
 

@@ -126,7 +126,7 @@ async fn a_target_that_keeps_failing_kills_the_job_and_a_replay_delivers_it() {
     let job: uuid::Uuid =
         sqlx::query_scalar("SELECT job_id FROM action_outbox").fetch_one(&bench.db.pool).await.unwrap();
     let mut conn = bench.db.pool.acquire().await.unwrap();
-    assert!(shared::store::jobs::replay(&mut conn, bench.user, shared::domain::JobId(job)).await.unwrap());
+    assert!(shared::store::outbox::replay(&mut conn, bench.user, shared::domain::JobId(job)).await.unwrap());
     bench.relay().run_once().await.unwrap();
     wait::until("the replay to deliver", DEADLINE, || async {
         (bench.job_status().await == ["delivered"]).then_some(())

@@ -57,11 +57,7 @@ impl LoadedTrigger {
         let actions = definition
             .actions
             .iter()
-            .map(|action| StoredAction {
-                id: ActionId::new_random(),
-                kind: action.kind(),
-                config: action.public_config(),
-            })
+            .map(|action| StoredAction { id: ActionId::new_random(), action: action.clone() })
             .collect();
         LoadedTrigger {
             id: TriggerId::new_random(),

@@ -19,11 +19,11 @@ use shared::store::events::{EventRow, SELECT_COLUMNS};
 use sqlx::{PgConnection, PgPool};
 
 use crate::cursor::{Cursor, CursorError, CursorRow};
-use crate::outbox::{self, Committed};
 use engine::LoadedTrigger;
 use engine::TriggerIndex;
 use engine::evaluate::{Decisions, evaluate, plan};
 use engine::state::{CooldownCache, StateCache};
+use shared::store::outbox::{self, Committed};
 
 /// The first key of the advisory lock that one trigger's way in holds (the second is a hash
 /// of its id): see [`crate::warming`].

@@ -5,7 +5,6 @@
 pub mod catchup;
 pub mod config;
 pub mod cursor;
-pub mod outbox;
 pub mod processor;
 pub mod relay;
 pub mod retention;

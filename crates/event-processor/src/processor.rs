@@ -11,7 +11,6 @@ use tokio::task::JoinHandle;
 use crate::catchup::{self, CatchUp};
 use crate::config::Settings;
 use crate::cursor::{self, Cursor, CursorError};
-use crate::outbox::{self, Committed};
 use crate::relay::HandOff;
 use crate::triggers::{Refresh, TriggerSet};
 use crate::warming::Warming;
@@ -22,6 +21,7 @@ use engine::state::{CooldownCache, StateCache};
 use shared::job::Job;
 use shared::store::aggregate_state::StateRows;
 use shared::store::cooldowns::CooldownRows;
+use shared::store::outbox::{self, Committed};
 
 /// Chunks (of a batch each) a trigger done warming may still replay between two batches
 /// before it is filed; further behind, it goes back to its task.

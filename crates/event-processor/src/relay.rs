@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use crate::outbox::Committed;
+use shared::store::outbox::{self, Committed, ToPush};
 
 /// Committed jobs on their way from the processor to the relay's fast path.
 pub type HandOff = mpsc::Sender<Vec<Committed>>;
@@ -101,13 +101,7 @@ impl Relay {
             return Ok(0);
         }
         let ids: Vec<Uuid> = jobs.iter().map(|j| j.job_id).collect();
-        let pending: std::collections::HashSet<Uuid> =
-            sqlx::query_scalar("SELECT job_id FROM action_outbox WHERE job_id = ANY($1) AND status = 'pending'")
-                .bind(&ids)
-                .fetch_all(&self.pool)
-                .await?
-                .into_iter()
-                .collect();
+        let pending = outbox::pending_among(&self.pool, &ids).await?;
         let jobs: Vec<&Committed> = jobs.iter().filter(|j| pending.contains(&j.job_id)).collect();
         if jobs.is_empty() {
             return Ok(0);
@@ -131,15 +125,7 @@ impl Relay {
     }
 
     async fn mark_dispatched(&self, ids: &[Uuid], run_id: &str) -> Result<(), RelayError> {
-        sqlx::query(
-            "UPDATE action_outbox SET status = 'dispatched', dispatch_run_id = $2, dispatched_at = now(), updated_at = now()
-             WHERE job_id = ANY($1) AND status IN ('pending', 'dispatched')",
-        )
-        .bind(ids)
-        .bind(run_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        Ok(outbox::mark_dispatched(&self.pool, ids, run_id).await?)
     }
 
     async fn push_rows(
@@ -149,46 +135,43 @@ impl Relay {
         selection: Selection,
         min_age: Duration,
     ) -> Result<usize, RelayError> {
-        let query = match selection {
-            Selection::Pending => {
-                "SELECT job_id, kind, payload::text FROM action_outbox
-                 WHERE status = 'pending' AND created_at <= now() - make_interval(secs => $3) AND $1::text IS NOT NULL
-                 ORDER BY created_at, job_id
-                 LIMIT $2"
-            }
-            Selection::DispatchedElsewhere => {
-                "SELECT job_id, kind, payload::text FROM action_outbox
-                 WHERE status = 'dispatched' AND dispatch_run_id IS DISTINCT FROM $1 AND $3 >= 0
-                 ORDER BY created_at, job_id
-                 LIMIT $2"
-            }
+        let which = match selection {
+            Selection::Pending => ToPush::Pending { min_age_secs: min_age.as_secs_f64() },
+            Selection::DispatchedElsewhere => ToPush::DispatchedElsewhere,
         };
         let mut pushed = 0;
         loop {
-            let rows: Vec<(Uuid, String, String)> = sqlx::query_as(query)
-                .bind(run_id)
-                .bind(i64::try_from(self.batch_size).unwrap_or(500))
-                .bind(min_age.as_secs_f64())
-                .fetch_all(&self.pool)
-                .await?;
+            let limit = i64::try_from(self.batch_size).unwrap_or(500);
+            let rows = outbox::to_push(&self.pool, which, run_id, limit).await?;
             if rows.is_empty() {
                 break;
             }
             let mut pipe = redis::pipe();
-            for (_, kind, payload) in &rows {
-                let kind = ActionKind::parse(kind).unwrap_or(ActionKind::Webhook);
+            let (mut ids, mut unreadable) = (Vec::with_capacity(rows.len()), Vec::new());
+            for (id, kind, payload) in &rows {
+                // The table allows only the kinds there are: a kind this relay does not know
+                // is a row written by something else, and no stream may take it.
+                let Some(kind) = ActionKind::parse(kind) else {
+                    tracing::error!(job.id = %id, %kind, "a job of an unknown kind is dead-lettered");
+                    unreadable.push(*id);
+                    continue;
+                };
                 pipe.cmd("XADD")
                     .arg(stream_key(self.redis.config(), kind))
                     .arg("*")
                     .arg(STREAM_FIELD)
                     .arg(payload)
                     .ignore();
+                ids.push(*id);
+            }
+            if !unreadable.is_empty() {
+                outbox::mark_dead(&self.pool, &unreadable).await?;
+                metrics::counter!("relay_unknown_kind_jobs_total").increment(unreadable.len() as u64);
             }
             pipe.query_async::<()>(conn).await?;
-            let ids: Vec<Uuid> = rows.iter().map(|r| r.0).collect();
             self.mark_dispatched(&ids, run_id).await?;
-            pushed += rows.len();
-            metrics::counter!("relay_jobs_pushed_total").increment(rows.len() as u64);
+            pushed += ids.len();
+            metrics::counter!("relay_jobs_pushed_total").increment(ids.len() as u64);
             if rows.len() < self.batch_size {
                 break;
             }
@@ -204,10 +187,7 @@ impl Relay {
             }
             *last = Some(std::time::Instant::now());
         }
-        let unfinished: Result<i64, _> =
-            sqlx::query_scalar("SELECT count(*) FROM action_outbox WHERE status IN ('pending', 'dispatched')")
-                .fetch_one(&self.pool)
-                .await;
+        let unfinished = outbox::unfinished(&self.pool).await;
         if let Ok(n) = unfinished {
             metrics::gauge!("processor_outbox_unfinished").set(n as f64);
         }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use shared::startup::error_chain;
-use shared::store::{aggregate_state, cooldowns, deliveries, events, jobs};
+use shared::store::{aggregate_state, cooldowns, deliveries, events, outbox};
 use sqlx::PgPool;
 
 use crate::catchup;
@@ -81,7 +81,7 @@ impl Pruned {
 pub async fn run_once(pool: &PgPool, retention: &Retention, now: DateTime<Utc>) -> Result<Pruned, RetentionError> {
     let cutoff = days_before(now, retention.days);
     let deliveries = deliveries::prune_before(pool, cutoff, retention.batch).await?;
-    let outbox = jobs::prune_finished_before(pool, cutoff, retention.batch).await?;
+    let outbox = outbox::prune_finished_before(pool, cutoff, retention.batch).await?;
 
     // Block time: no event still to be processed is older than `reference` (the first one
     // after the cursor, when the processor is behind), less the margin for late ones.

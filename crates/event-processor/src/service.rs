@@ -12,9 +12,9 @@ use tokio::task::JoinHandle;
 use shared::startup::error_chain;
 
 use crate::config::Settings;
-use crate::outbox::Committed;
 use crate::processor::Processor;
 use crate::relay::{HAND_OFF_BATCHES, Relay};
+use shared::store::outbox::Committed;
 
 /// The advisory lock that makes one processor the active one; others wait as standbys.
 pub const LEADER_LOCK: i64 = 8_004_003;

@@ -120,3 +120,25 @@ async fn creating_and_deleting_triggers_in_a_loop_delays_no_one() {
     let live: i64 = sqlx::query_scalar("SELECT count(*) FROM triggers").fetch_one(&bench.db.pool).await.unwrap();
     assert!(live <= 2, "the churned triggers are gone ({live} left)");
 }
+
+#[tokio::test]
+async fn a_stored_action_that_no_longer_reads_takes_its_trigger_out_and_no_one_else() {
+    let bench = Bench::new().await;
+    let (kept, _) = bench.trigger(counting("kept"), long_ago()).await;
+    let (broken, actions) = bench.trigger(counting("edited by hand"), long_ago()).await;
+    // A row edited by hand: the webhook lost its URL. It is never turned into a job that a
+    // worker would have to guess about.
+    sqlx::query("UPDATE trigger_actions SET config = config - 'url' WHERE id = $1")
+        .bind(actions[0])
+        .execute(&bench.db.pool)
+        .await
+        .unwrap();
+    let mut processor = bench.processor(100);
+    processor.refresh_triggers().await.unwrap();
+    assert_eq!(processor.triggers_loaded(), 1);
+    bench.insert(&[feedback(1, 0, 1, 5, 0, "a")]).await;
+    bench.settle(&mut processor).await;
+    let fired = bench.fired().await;
+    assert_eq!(fired.iter().map(|(t, _)| *t).collect::<Vec<_>>(), vec![kept], "{fired:?}");
+    assert!(fired.iter().all(|(t, _)| *t != broken));
+}

@@ -34,7 +34,7 @@ pub struct Job {
 
 impl Job {
     pub fn kind(&self) -> ActionKind {
-        self.action.kind
+        self.action.kind()
     }
 }
 

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use shared::store::deliveries::{AttemptRow, JobRow};
+use shared::store::deliveries::AttemptRow;
+use shared::store::outbox::JobRow;
 use utoipa::ToSchema;
 use uuid::Uuid;
 

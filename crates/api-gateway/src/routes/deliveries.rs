@@ -2,7 +2,8 @@ use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 use shared::domain::{JobId, TriggerId};
-use shared::store::{deliveries, jobs, triggers};
+use shared::store::outbox::{self, OutboxStatus};
+use shared::store::{deliveries, triggers};
 
 use crate::auth::AuthUser;
 use crate::error::ApiError;
@@ -78,17 +79,16 @@ pub async fn by_status(
     page: web::Query<Page>,
 ) -> Result<HttpResponse, ApiError> {
     let status = match page.status.as_deref().unwrap_or("dead") {
-        "dead" => "dead",
-        "failed" => "failed",
-        "success" | "delivered" => "delivered",
-        "pending" => "dispatched",
+        "dead" => OutboxStatus::Dead,
+        "failed" => OutboxStatus::Failed,
+        "success" | "delivered" => OutboxStatus::Delivered,
+        "pending" => OutboxStatus::Dispatched,
         _ => return Err(pagination::invalid("status", "expected dead, failed, success or pending")),
     };
     let limit = pagination::limit(page.limit)?;
     let before = pagination::decode(page.cursor.as_deref())?;
-    let mut items = deliveries::jobs_by_status(&state.db, user.0, status, before, limit + 1)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    let mut items =
+        outbox::by_status(&state.db, user.0, status, before, limit + 1).await.map_err(|e| ApiError::internal(&e))?;
     let more = items.len() as i64 > limit;
     items.truncate(usize::try_from(limit).unwrap_or(50));
     let next_cursor = if more { items.last().map(|j| pagination::encode(j.created_at, j.job_id)) } else { None };
@@ -115,7 +115,7 @@ pub async fn replay(
     let missing = || ApiError::not_found("no dead or failed job with this id");
     let job: JobId = id.parse().map_err(|_| missing())?;
     let mut conn = state.db.acquire().await.map_err(|e| ApiError::internal(&e))?;
-    if jobs::replay(&mut conn, user.0, job).await.map_err(|e| ApiError::internal(&e))? {
+    if outbox::replay(&mut conn, user.0, job).await.map_err(|e| ApiError::internal(&e))? {
         Ok(HttpResponse::Accepted().json(json!({"job_id": job, "status": "pending"})))
     } else {
         Err(missing())

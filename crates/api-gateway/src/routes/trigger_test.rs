@@ -170,13 +170,9 @@ fn split_decimal(value: &Value) -> Option<(String, u8)> {
 /// What one action would send for this event.
 pub(crate) fn rendered(job: &Job) -> Value {
     let action = &job.action;
-    let head = json!({"id": action.id, "type": action.kind.as_str()});
-    let parsed: Action = match serde_json::from_value(action.config.clone()) {
-        Ok(parsed) => parsed,
-        Err(err) => return merge(head, json!({"error": format!("the action's configuration is unreadable: {err}")})),
-    };
-    let body = match parsed {
-        Action::Telegram(telegram) => render::telegram_message(job, &telegram)
+    let head = json!({"id": action.id, "type": action.kind().as_str()});
+    let body = match &action.action {
+        Action::Telegram(telegram) => render::telegram_message(job, telegram)
             .map(|text| json!({"chat_id": telegram.chat_id, "parse_mode": telegram.parse_mode, "text": text})),
         Action::Webhook(webhook) => render::webhook_body(job, webhook.body_template.as_deref())
             .map(|body| json!({"method": webhook.method, "url": webhook.url, "webhook_id": job.job_id, "body": body})),

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 
 use alloy_primitives::U256;
 use chrono::{DateTime, Utc};
-use serde_json::Value;
 
 use super::{RenderError, mcp_arguments, telegram_message, webhook_body};
 use crate::domain::{
@@ -96,7 +95,7 @@ pub fn trial_errors(definition: &TriggerDefinition) -> Vec<(usize, &'static str,
                     name: definition.name.clone(),
                     user_id: UserId(uuid::Uuid::nil()),
                 },
-                action: StoredAction { id: ActionId(uuid::Uuid::nil()), kind: action.kind(), config: Value::Null },
+                action: StoredAction { id: ActionId(uuid::Uuid::nil()), action: action.clone() },
                 event: sample_event(event_type),
                 aggregates: aggregates.clone(),
                 fired_at: DateTime::<Utc>::UNIX_EPOCH,

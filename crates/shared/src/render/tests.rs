@@ -110,8 +110,7 @@ fn long_telegram_output_is_cut_not_refused() {
         },
         action: crate::trigger::StoredAction {
             id: crate::domain::ActionId(uuid::Uuid::nil()),
-            kind: crate::trigger::ActionKind::Telegram,
-            config: Value::Null,
+            action: definition.actions[0].clone(),
         },
         event: sample_event(EventType::NewFeedback),
         aggregates: BTreeMap::new(),
@@ -128,8 +127,13 @@ fn job_with(event: StoredEvent) -> crate::job::Job {
         trigger: crate::job::JobTrigger { id: TriggerId(nil), name: "t".into(), user_id: crate::domain::UserId(nil) },
         action: crate::trigger::StoredAction {
             id: crate::domain::ActionId(nil),
-            kind: crate::trigger::ActionKind::Telegram,
-            config: Value::Null,
+            action: crate::trigger::Action::Telegram(crate::trigger::TelegramAction {
+                chat_id: "1".into(),
+                template: None,
+                parse_mode: crate::trigger::ParseMode::default(),
+                bot_token: None,
+                own_bot: false,
+            }),
         },
         event,
         aggregates: BTreeMap::new(),

@@ -48,46 +48,6 @@ pub async fn for_trigger<'e>(
     .await
 }
 
-/// A job and where it stands.
-#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct JobRow {
-    pub job_id: uuid::Uuid,
-    pub trigger_id: uuid::Uuid,
-    pub action_id: uuid::Uuid,
-    pub event_id: i64,
-    pub kind: String,
-    pub status: String,
-    pub attempts: i32,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-/// The user's jobs in one status (`pending`, `dispatched`, `delivered`, `failed`, `dead`),
-/// newest first, created before `before` (created_at, job id).
-pub async fn jobs_by_status<'e>(
-    db: impl PgExecutor<'e>,
-    user: UserId,
-    status: &str,
-    before: Option<(DateTime<Utc>, uuid::Uuid)>,
-    limit: i64,
-) -> Result<Vec<JobRow>, sqlx::Error> {
-    let (at, id) = before.map_or((None, None), |(at, id)| (Some(at), Some(id)));
-    sqlx::query_as(
-        "SELECT o.job_id, o.trigger_id, o.action_id, o.event_id, o.kind, o.status, o.attempts, o.created_at, o.updated_at
-         FROM action_outbox o JOIN triggers t ON t.id = o.trigger_id
-         WHERE t.user_id = $1 AND o.status = $2 AND ($3::timestamptz IS NULL OR (o.created_at, o.job_id) < ($3, $4))
-         ORDER BY o.created_at DESC, o.job_id DESC LIMIT $5",
-    )
-    .bind(user)
-    .bind(status)
-    .bind(at)
-    .bind(id)
-    .bind(limit)
-    .fetch_all(db)
-    .await
-}
-
 /// Deletes the attempts recorded before `cutoff`, at most `batch` per statement, and returns
 /// how many went.
 ///

@@ -5,7 +5,7 @@ pub mod api_keys;
 pub mod cooldowns;
 pub mod deliveries;
 pub mod events;
-pub mod jobs;
+pub mod outbox;
 mod pages;
 pub mod telegram;
 pub mod triggers;

@@ -191,12 +191,97 @@ impl Action {
     }
 }
 
-/// An action as stored: its id, kind and public config. What the processor puts in a job.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// An action's write-only secrets as the store opens them: what a worker needs to deliver.
+/// The stored layout (`signing_secret`, `bot_token`, `headers`) is read here only.
+#[derive(Default)]
+pub struct ActionSecrets {
+    /// A webhook's signing secret (`whsec_...`).
+    pub signing_secret: Option<SecretString>,
+    /// A Telegram action's own bot token.
+    pub bot_token: Option<SecretString>,
+    /// Credential headers of a webhook or an MCP server.
+    pub headers: BTreeMap<String, SecretString>,
+}
+
+impl ActionSecrets {
+    /// Reads the opened secrets of an action; what is not text is left out.
+    pub fn read(opened: &Value) -> Self {
+        let text = |name: &str| opened.get(name).and_then(Value::as_str).map(|s| SecretString::from(s.to_owned()));
+        let headers = opened
+            .get("headers")
+            .and_then(Value::as_object)
+            .map(|headers| {
+                headers
+                    .iter()
+                    .filter_map(|(name, value)| Some((name.clone(), SecretString::from(value.as_str()?.to_owned()))))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self { signing_secret: text("signing_secret"), bot_token: text("bot_token"), headers }
+    }
+}
+
+impl std::fmt::Debug for ActionSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActionSecrets")
+            .field("signing_secret", &self.signing_secret.as_ref().map(|_| "[redacted]"))
+            .field("bot_token", &self.bot_token.as_ref().map(|_| "[redacted]"))
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// An action as stored, and as a job carries it: its id and its parsed configuration, with
+/// no secrets (workers read those by the id). In JSON it keeps the stored layout,
+/// `{"id", "kind", "config"}`; a config that does not parse, or names another kind, is an
+/// error when it is read, never a job.
+#[derive(Debug, Clone)]
 pub struct StoredAction {
     pub id: crate::domain::ActionId,
-    pub kind: ActionKind,
-    pub config: Value,
+    pub action: Action,
+}
+
+impl StoredAction {
+    pub fn kind(&self) -> ActionKind {
+        self.action.kind()
+    }
+}
+
+impl PartialEq for StoredAction {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id && self.action.public_config() == other.action.public_config()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredLayout {
+    id: crate::domain::ActionId,
+    kind: ActionKind,
+    config: Value,
+}
+
+impl Serialize for StoredAction {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        StoredLayout { id: self.id, kind: self.kind(), config: self.action.public_config() }.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for StoredAction {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let stored = StoredLayout::deserialize(deserializer)?;
+        let action: Action = serde_json::from_value(stored.config)
+            .map_err(|err| D::Error::custom(format!("action {}: its configuration does not read: {err}", stored.id)))?;
+        if action.kind() != stored.kind {
+            return Err(D::Error::custom(format!(
+                "action {}: stored as {} but configured as {}",
+                stored.id,
+                stored.kind.as_str(),
+                action.kind().as_str()
+            )));
+        }
+        Ok(Self { id: stored.id, action })
+    }
 }
 
 pub(crate) fn parse_actions(value: Option<&Value>, path: &Path, errors: &mut Errors) -> Option<Vec<Action>> {
@@ -600,4 +685,56 @@ fn headers(value: Option<&Value>, path: &Path, errors: &mut Errors) -> BTreeMap<
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn id() -> Value {
+        json!("0b7f4bd6-4a43-4e6d-9d41-3b8a1e5b8a11")
+    }
+
+    #[test]
+    fn a_stored_action_reads_back_parsed_in_the_stored_layout() {
+        let stored = json!({"id": id(), "kind": "webhook",
+                            "config": {"type": "webhook", "url": "https://example.com/hook", "method": "POST", "timeout_ms": 1000}});
+        let action: StoredAction = serde_json::from_value(stored).expect("reads");
+        let Action::Webhook(webhook) = &action.action else { panic!("a webhook: {action:?}") };
+        assert_eq!(webhook.url, "https://example.com/hook");
+        let written = serde_json::to_value(&action).expect("writes");
+        assert_eq!((written["kind"].clone(), written["config"]["url"].clone()), (json!("webhook"), json!(webhook.url)));
+        assert_eq!(serde_json::from_value::<StoredAction>(written).expect("round trip"), action);
+    }
+
+    #[test]
+    fn an_unknown_kind_or_a_config_that_does_not_read_is_an_error_never_a_default() {
+        let hook = json!({"type": "webhook", "url": "https://example.com/hook", "method": "POST", "timeout_ms": 1000});
+        for (stored, says) in [
+            (json!({"id": id(), "kind": "pigeon", "config": hook}), "unknown variant"),
+            (json!({"id": id(), "kind": "telegram", "config": hook}), "stored as telegram but configured as webhook"),
+            (json!({"id": id(), "kind": "webhook", "config": {"type": "webhook"}}), "does not read"),
+            (json!({"id": id(), "kind": "webhook", "config": "\u{0}"}), "does not read"),
+        ] {
+            let err = serde_json::from_value::<StoredAction>(stored.clone()).expect_err("refused");
+            assert!(err.to_string().contains(says), "{stored}: {err}");
+        }
+    }
+
+    #[test]
+    fn opened_secrets_are_typed_and_never_printed() {
+        let opened = json!({"signing_secret": "whsec_abc", "bot_token": "123:tok",
+                            "headers": {"Authorization": "Bearer s3cret", "X-Bad": 7}});
+        let secrets = ActionSecrets::read(&opened);
+        assert_eq!(secrets.signing_secret.as_ref().map(|s| s.expose_secret().to_owned()), Some("whsec_abc".into()));
+        assert_eq!(secrets.headers.keys().collect::<Vec<_>>(), vec!["Authorization"], "what is not text is left out");
+        let printed = format!("{secrets:?}");
+        for secret in ["whsec_abc", "123:tok", "s3cret"] {
+            assert!(!printed.contains(secret), "{printed}");
+        }
+        let none = ActionSecrets::read(&json!("not an object"));
+        assert!(none.signing_secret.is_none() && none.bot_token.is_none() && none.headers.is_empty());
+    }
 }

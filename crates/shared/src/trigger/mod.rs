@@ -11,8 +11,8 @@ mod scope;
 use serde_json::Value;
 
 pub use self::action::{
-    Action, ActionKind, HttpMethod, McpAction, ParseMode, SENSITIVE_HEADERS, StoredAction, TelegramAction,
-    WebhookAction,
+    Action, ActionKind, ActionSecrets, HttpMethod, McpAction, ParseMode, SENSITIVE_HEADERS, StoredAction,
+    TelegramAction, WebhookAction,
 };
 pub use self::condition::{Aggregate, AggregateKind, Comparison, Condition, Literal, Op, Per};
 pub use self::errors::{FieldError, ValidationErrors};
