@@ -19,7 +19,6 @@ use shared::store::events::EventFilter;
 use shared::store::{events, triggers, users};
 use shared::trigger::TriggerDefinition;
 use testkit::TestDb;
-use testkit::fixtures::feedback;
 
 const AGENTS: u64 = 1_000;
 const TRIGGERS: usize = 1_000;
@@ -100,34 +99,6 @@ fn report(name: &str, ours: &Run, limit: &Run) {
     );
 }
 
-async fn store_events(db: &TestDb, count: u64) {
-    let started = Instant::now();
-    let writers = 4;
-    let tasks: Vec<_> = (0..writers)
-        .map(|w| {
-            let pool = db.pool.clone();
-            tokio::spawn(async move {
-                let mut conn = pool.acquire().await.expect("connection");
-                let mut batch = Vec::with_capacity(5_000);
-                for i in (w..count).step_by(writers as usize) {
-                    let (block, log_index) = (1 + i / 100, u32::try_from(i % 100).expect("small"));
-                    batch.push(feedback(block, log_index, i % AGENTS, i128::from(i % 100), 0, "uptime"));
-                    if batch.len() == 5_000 {
-                        events::insert(&mut conn, &batch).await.expect("insert");
-                        batch.clear();
-                    }
-                }
-                events::insert(&mut conn, &batch).await.expect("insert");
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.expect("writer");
-    }
-    sqlx::query("VACUUM ANALYZE events").execute(&db.pool).await.expect("analyze");
-    println!("stored {count} events in {:.1} s", started.elapsed().as_secs_f64());
-}
-
 /// Registers the bench user and logs in: its id and a JWT.
 async fn sign_in(client: &reqwest::Client, base: &str, db: &TestDb) -> (shared::domain::UserId, String) {
     let credentials = json!({"email": "bench@example.com", "password": "long enough"});
@@ -168,7 +139,7 @@ async fn main() {
     let event_count = env_number("EVENTS", 1_000_000);
     let seconds = env_number("SECONDS", 10);
     let db = TestDb::new().await;
-    store_events(&db, event_count).await;
+    testkit::fixtures::store_feedback_history(&db.pool, event_count, AGENTS).await;
 
     let secret = SecretString::from("bench-secret-bench-secret-bench-secret-01".to_owned());
     let tokens = TokenKeys::new(&secret, Duration::from_secs(3600));

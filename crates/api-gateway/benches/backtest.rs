@@ -10,42 +10,13 @@ use api_gateway::backtest::{self, BacktestLimits, Period};
 use engine::LoadedTrigger;
 use serde_json::json;
 use shared::domain::UserId;
-use shared::store::events;
 use shared::store::events::history::{self, ScopeFilter};
 use shared::trigger::TriggerDefinition;
 use testkit::TestDb;
-use testkit::fixtures::{block_time, feedback};
+use testkit::fixtures::block_time;
 
 const AGENTS: u64 = 100;
 const RUNS: usize = 3;
-
-async fn store_events(db: &TestDb, count: u64) {
-    let started = Instant::now();
-    let writers = 4;
-    let tasks: Vec<_> = (0..writers)
-        .map(|w| {
-            let pool = db.pool.clone();
-            tokio::spawn(async move {
-                let mut conn = pool.acquire().await.expect("connection");
-                let mut batch = Vec::with_capacity(5_000);
-                for i in (w..count).step_by(writers as usize) {
-                    let (block, log_index) = (1 + i / 100, u32::try_from(i % 100).expect("small"));
-                    batch.push(feedback(block, log_index, i % AGENTS, i128::from(i % 100), 0, "uptime"));
-                    if batch.len() == 5_000 {
-                        events::insert(&mut conn, &batch).await.expect("insert");
-                        batch.clear();
-                    }
-                }
-                events::insert(&mut conn, &batch).await.expect("insert");
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.expect("writer");
-    }
-    sqlx::query("VACUUM ANALYZE events").execute(&db.pool).await.expect("analyze");
-    println!("stored {count} events in {:.1} s", started.elapsed().as_secs_f64());
-}
 
 fn trigger() -> LoadedTrigger {
     let definition = TriggerDefinition::parse(&json!({
@@ -85,7 +56,7 @@ async fn read_only(db: &TestDb, period: &Period, limits: BacktestLimits) -> (u64
 async fn main() {
     let count = std::env::var("EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000_u64);
     let db = TestDb::new().await;
-    store_events(&db, count).await;
+    testkit::fixtures::store_feedback_history(&db.pool, count, AGENTS).await;
     let period =
         Period { from: block_time(0), to: block_time(2 + count / 100) + chrono::Duration::seconds(1), warm: false };
     let limits = BacktestLimits::default();

@@ -94,3 +94,34 @@ pub async fn link_telegram_chat(pool: &sqlx::PgPool, user: shared::domain::UserI
     let linked = telegram::redeem(&mut conn, &code, &chat).await.expect("redeem the code");
     assert_eq!(linked, telegram::Redeemed::Linked(user));
 }
+
+/// Stores `count` `NewFeedback` events spread over `agents` agents (100 per block, value
+/// `i % 100`, tag `uptime`) from four writers, then analyzes the table: a history for
+/// benchmarks. Prints how long it took.
+pub async fn store_feedback_history(pool: &sqlx::PgPool, count: u64, agents: u64) {
+    let started = std::time::Instant::now();
+    let writers = 4;
+    let tasks: Vec<_> = (0..writers)
+        .map(|w| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                let mut conn = pool.acquire().await.expect("connection");
+                let mut batch = Vec::with_capacity(5_000);
+                for i in (w..count).step_by(writers as usize) {
+                    let (block, log_index) = (1 + i / 100, u32::try_from(i % 100).expect("small"));
+                    batch.push(feedback(block, log_index, i % agents, i128::from(i % 100), 0, "uptime"));
+                    if batch.len() == 5_000 {
+                        shared::store::events::insert(&mut conn, &batch).await.expect("insert");
+                        batch.clear();
+                    }
+                }
+                shared::store::events::insert(&mut conn, &batch).await.expect("insert");
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("writer");
+    }
+    sqlx::query("VACUUM ANALYZE events").execute(pool).await.expect("analyze");
+    println!("stored {count} events in {:.1} s", started.elapsed().as_secs_f64());
+}
