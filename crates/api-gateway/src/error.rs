@@ -96,6 +96,27 @@ impl ApiError {
     }
 }
 
+/// The failures of the store and the engine that a handler passes on with `?`: each is an
+/// internal error (logged, answered 500 without its cause), or a 400 for a value PostgreSQL
+/// refused (see [`ApiError::internal`]).
+macro_rules! internal_from {
+    ($($error:ty),* $(,)?) => {$(
+        impl From<$error> for ApiError {
+            fn from(err: $error) -> Self {
+                ApiError::internal(&err)
+            }
+        }
+    )*};
+}
+
+internal_from!(
+    sqlx::Error,
+    shared::store::events::StoreError,
+    shared::store::triggers::WriteError,
+    engine::trigger::Unreadable,
+    jsonwebtoken::errors::Error,
+);
+
 /// Whether `cause`, or an error under it, is PostgreSQL refusing a value (SQLSTATE 22xxx).
 fn refused_data(cause: &(dyn std::error::Error + 'static)) -> bool {
     let mut next = Some(cause);

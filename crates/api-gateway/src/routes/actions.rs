@@ -38,8 +38,8 @@ pub async fn reset_breaker(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (trigger, action) = ids(path)?;
-    let mut conn = state.db.acquire().await.map_err(|e| ApiError::internal(&e))?;
-    if triggers::reset_breaker(&mut conn, user.0, trigger, action).await.map_err(|e| ApiError::internal(&e))? {
+    let mut conn = state.db.acquire().await?;
+    if triggers::reset_breaker(&mut conn, user.0, trigger, action).await? {
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(missing())
@@ -67,11 +67,8 @@ pub async fn rotate_secret(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (trigger, action) = ids(path)?;
-    let mut conn = state.db.acquire().await.map_err(|e| ApiError::internal(&e))?;
-    match triggers::rotate_signing_secret(&mut conn, &state.keyring, user.0, trigger, action)
-        .await
-        .map_err(|e| ApiError::internal(&e))?
-    {
+    let mut conn = state.db.acquire().await?;
+    match triggers::rotate_signing_secret(&mut conn, &state.keyring, user.0, trigger, action).await? {
         Rotation::Rotated(secret) => {
             Ok(HttpResponse::Ok().json(json!({"action_id": action, "signing_secret": secret})))
         }

@@ -54,11 +54,10 @@ pub async fn create(
             .with_details(vec![ErrorDetail { path: "name".into(), message: "must be 1 to 100 characters".into() }]));
     }
     let (key, prefix, digest) = new_key();
-    let mut conn = state.db.acquire().await.map_err(|e| ApiError::internal(&e))?;
+    let mut conn = state.db.acquire().await?;
     let max = state.quotas.api_keys_per_user;
     let row = api_keys::insert_within_quota(&mut conn, user.0, name.trim(), &prefix, &digest, max)
-        .await
-        .map_err(|e| ApiError::internal(&e))?
+        .await?
         .ok_or_else(|| state.quotas.api_keys_reached())?;
     Ok(HttpResponse::Created().json(CreatedKey { row, key }))
 }
@@ -74,7 +73,7 @@ pub async fn create(
     ),
 )]
 pub async fn list(state: web::Data<AppState>, user: AuthUser) -> Result<HttpResponse, ApiError> {
-    let items = api_keys::list(&state.db, user.0).await.map_err(|e| ApiError::internal(&e))?;
+    let items = api_keys::list(&state.db, user.0).await?;
     Ok(HttpResponse::Ok().json(KeyList { items, next_cursor: None }))
 }
 
@@ -97,9 +96,5 @@ pub async fn revoke(
 ) -> Result<HttpResponse, ApiError> {
     let missing = || ApiError::not_found("no such API key");
     let id: uuid::Uuid = id.parse().map_err(|_| missing())?;
-    if api_keys::revoke(&state.db, user.0, id).await.map_err(|e| ApiError::internal(&e))? {
-        Ok(HttpResponse::NoContent().finish())
-    } else {
-        Err(missing())
-    }
+    if api_keys::revoke(&state.db, user.0, id).await? { Ok(HttpResponse::NoContent().finish()) } else { Err(missing()) }
 }

@@ -83,7 +83,7 @@ pub async fn register(
         return Err(invalid("password", "must be 8 to 256 characters"));
     }
     let hash = hash_password(password).await.map_err(|e| ApiError::internal(&std::io::Error::other(e)))?;
-    let mut conn = state.db.acquire().await.map_err(|e| ApiError::internal(&e))?;
+    let mut conn = state.db.acquire().await?;
     let id = match users::insert(&mut conn, &email, &hash).await {
         Ok(id) => id,
         Err(err) if users::is_unique_violation(&err) => {
@@ -91,7 +91,7 @@ pub async fn register(
         }
         Err(err) => return Err(ApiError::internal(&err)),
     };
-    let user = users::get(&mut *conn, id).await.map_err(|e| ApiError::internal(&e))?;
+    let user = users::get(&mut *conn, id).await?;
     let created_at = user.map(|u| u.created_at).unwrap_or_else(chrono::Utc::now);
     Ok(HttpResponse::Created().json(UserView { id, email, created_at }))
 }
@@ -125,7 +125,7 @@ pub async fn login(
 ) -> Result<HttpResponse, ApiError> {
     limit_by_address(&state, &req).await?;
     let Credentials { email, password } = body.into_inner();
-    let user = users::find_by_email(&state.db, email.trim()).await.map_err(|e| ApiError::internal(&e))?;
+    let user = users::find_by_email(&state.db, email.trim()).await?;
     let wrong = || ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "wrong email or password");
     // An unknown email costs the same work as a wrong password.
     let (id, hash) = user.map(|u| (u.id, u.password_hash)).unzip();
@@ -133,7 +133,7 @@ pub async fn login(
         return Err(wrong());
     }
     let Some(id) = id else { return Err(wrong()) };
-    let token = state.tokens.issue(id).map_err(|e| ApiError::internal(&e))?;
+    let token = state.tokens.issue(id)?;
     Ok(HttpResponse::Ok().json(TokenView { token, token_type: "Bearer", expires_in: state.tokens.lifetime.as_secs() }))
 }
 
@@ -148,7 +148,7 @@ pub async fn login(
     ),
 )]
 pub async fn me(state: web::Data<AppState>, user: AuthUser) -> Result<HttpResponse, ApiError> {
-    let row = users::get(&state.db, user.0).await.map_err(|e| ApiError::internal(&e))?;
+    let row = users::get(&state.db, user.0).await?;
     let row = row.ok_or_else(|| ApiError::not_found("no such user"))?;
     Ok(HttpResponse::Ok().json(UserView { id: row.id, email: row.email, created_at: row.created_at }))
 }

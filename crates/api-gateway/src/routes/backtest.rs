@@ -104,11 +104,9 @@ pub async fn backtest(
     })?;
     let limits = state.backtest;
     let filter = ScopeFilter::of(&trigger.rule.scope);
-    let mut conn = state.db.acquire().await.map_err(|e| ApiError::internal(&e))?;
+    let mut conn = state.db.acquire().await?;
     // Counting stops one past the limit: refusing costs no more than the limit.
-    let count = history::count_in_period(&mut conn, &filter, period.from, period.to, limits.max_events + 1)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    let count = history::count_in_period(&mut conn, &filter, period.from, period.to, limits.max_events + 1).await?;
     drop(conn);
     if count > limits.max_events {
         return Err(ApiError::new(

@@ -42,15 +42,13 @@ pub async fn for_trigger(
 ) -> Result<HttpResponse, ApiError> {
     let missing = || ApiError::not_found("no such trigger");
     let trigger: TriggerId = id.parse().map_err(|_| missing())?;
-    triggers::get(&state.db, user.0, trigger).await.map_err(|e| ApiError::internal(&e))?.ok_or_else(missing)?;
+    triggers::get(&state.db, user.0, trigger).await?.ok_or_else(missing)?;
     let limit = pagination::limit(page.limit)?;
     let before = match &page.cursor {
         None => None,
         Some(c) => Some(c.parse::<i64>().map_err(|_| pagination::invalid("cursor", "not a cursor from this API"))?),
     };
-    let mut items = deliveries::for_trigger(&state.db, user.0, trigger, before, limit + 1)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    let mut items = deliveries::for_trigger(&state.db, user.0, trigger, before, limit + 1).await?;
     let more = items.len() as i64 > limit;
     items.truncate(usize::try_from(limit).unwrap_or(50));
     let next_cursor = if more { items.last().map(|d| d.id.to_string()) } else { None };
@@ -87,8 +85,7 @@ pub async fn by_status(
     };
     let limit = pagination::limit(page.limit)?;
     let before = pagination::decode(page.cursor.as_deref())?;
-    let mut items =
-        outbox::by_status(&state.db, user.0, status, before, limit + 1).await.map_err(|e| ApiError::internal(&e))?;
+    let mut items = outbox::by_status(&state.db, user.0, status, before, limit + 1).await?;
     let more = items.len() as i64 > limit;
     items.truncate(usize::try_from(limit).unwrap_or(50));
     let next_cursor = if more { items.last().map(|j| pagination::encode(j.created_at, j.job_id)) } else { None };
@@ -114,8 +111,8 @@ pub async fn replay(
 ) -> Result<HttpResponse, ApiError> {
     let missing = || ApiError::not_found("no dead or failed job with this id");
     let job: JobId = id.parse().map_err(|_| missing())?;
-    let mut conn = state.db.acquire().await.map_err(|e| ApiError::internal(&e))?;
-    if outbox::replay(&mut conn, user.0, job).await.map_err(|e| ApiError::internal(&e))? {
+    let mut conn = state.db.acquire().await?;
+    if outbox::replay(&mut conn, user.0, job).await? {
         Ok(HttpResponse::Accepted().json(json!({"job_id": job, "status": "pending"})))
     } else {
         Err(missing())

@@ -37,8 +37,8 @@ pub struct ChatList {
     ),
 )]
 pub async fn create_code(state: web::Data<AppState>, user: AuthUser) -> Result<HttpResponse, ApiError> {
-    let mut conn = state.db.acquire().await.map_err(|e| ApiError::internal(&e))?;
-    let (code, expires_at) = telegram::issue_code(&mut conn, user.0).await.map_err(|e| ApiError::internal(&e))?;
+    let mut conn = state.db.acquire().await?;
+    let (code, expires_at) = telegram::issue_code(&mut conn, user.0).await?;
     let command = format!("/start {code}");
     Ok(HttpResponse::Created().json(LinkCode { code, command, expires_at }))
 }
@@ -54,7 +54,7 @@ pub async fn create_code(state: web::Data<AppState>, user: AuthUser) -> Result<H
     ),
 )]
 pub async fn list(state: web::Data<AppState>, user: AuthUser) -> Result<HttpResponse, ApiError> {
-    let items = telegram::list(&state.db, user.0).await.map_err(|e| ApiError::internal(&e))?;
+    let items = telegram::list(&state.db, user.0).await?;
     Ok(HttpResponse::Ok().json(ChatList { items }))
 }
 
@@ -78,7 +78,7 @@ pub async fn unlink(
 ) -> Result<HttpResponse, ApiError> {
     let missing = || ApiError::not_found("no such linked chat");
     let chat: i64 = chat.parse().map_err(|_| missing())?;
-    if telegram::unlink(&state.db, user.0, chat).await.map_err(|e| ApiError::internal(&e))? {
+    if telegram::unlink(&state.db, user.0, chat).await? {
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(missing())

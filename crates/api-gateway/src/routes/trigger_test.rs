@@ -63,10 +63,10 @@ pub async fn test(
     let (state_keys, cooldown_keys) = preview::keys(&trigger, &event);
     let (mut states, mut cooldown_cache) = (StateCache::default(), CooldownCache::default());
     let missing = states.missing(state_keys);
-    let rows = aggregate_state::fetch(&state.db, &missing).await.map_err(|e| ApiError::internal(&e))?;
+    let rows = aggregate_state::fetch(&state.db, &missing).await?;
     states.fill(missing, rows);
     let missing = cooldown_cache.missing(cooldown_keys);
-    let rows = cooldowns::fetch(&state.db, &missing).await.map_err(|e| ApiError::internal(&e))?;
+    let rows = cooldowns::fetch(&state.db, &missing).await?;
     cooldown_cache.fill(missing, rows);
     let preview =
         preview::preview(&trigger, &event, &mut states, &mut cooldown_cache, engine::DEFAULT_MAX_WINDOW_ENTRIES);
@@ -88,8 +88,8 @@ pub async fn test(
 
 /// One of `user`'s triggers as the engine evaluates it, enabled or not.
 pub(crate) async fn load(state: &AppState, user: UserId, id: TriggerId) -> Result<Option<LoadedTrigger>, ApiError> {
-    let row = triggers::rule(&state.db, user, id).await.map_err(|e| ApiError::internal(&e))?;
-    row.map(|row| LoadedTrigger::try_from(row).map_err(|e| ApiError::internal(&e))).transpose()
+    let row = triggers::rule(&state.db, user, id).await?;
+    Ok(row.map(LoadedTrigger::try_from).transpose()?)
 }
 
 async fn stored_event(state: &AppState, id: &Value) -> Result<StoredEvent, ApiError> {
@@ -100,10 +100,7 @@ async fn stored_event(state: &AppState, id: &Value) -> Result<StoredEvent, ApiEr
     }
     .filter(|id| *id > 0)
     .ok_or_else(|| invalid("event_id must be the id of a stored event"))?;
-    events::get(&state.db, EventId(id))
-        .await
-        .map_err(|e| ApiError::internal(&e))?
-        .ok_or_else(|| ApiError::not_found(format!("no event with id {id}")))
+    events::get(&state.db, EventId(id)).await?.ok_or_else(|| ApiError::not_found(format!("no event with id {id}")))
 }
 
 /// An event written in the request: the normalized event of SPEC 1.2, where only

@@ -71,8 +71,8 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     // Refused at once when the account is full, before the templates are tried (the count
     // is checked again, under a lock, when the trigger is stored).
-    let mut conn = state.db.acquire().await.map_err(|e| ApiError::internal(&e))?;
-    let held = triggers::count(&mut conn, user.0).await.map_err(|e| ApiError::internal(&e))?;
+    let mut conn = state.db.acquire().await?;
+    let held = triggers::count(&mut conn, user.0).await?;
     drop(conn);
     if held >= i64::from(state.quotas.triggers_per_user) {
         return Err(state.quotas.triggers_reached());
@@ -80,14 +80,13 @@ pub async fn create(
     let definition = parse(&body).await?;
     state.quotas.check_trigger(&definition)?;
     check_chats(&state, user, &definition, None).await?;
-    let mut tx = state.db.begin().await.map_err(|e| ApiError::internal(&e))?;
+    let mut tx = state.db.begin().await?;
     let created =
         triggers::insert_within_quota(&mut tx, &state.keyring, user.0, &definition, state.quotas.triggers_per_user)
-            .await
-            .map_err(|e| ApiError::internal(&e))?;
+            .await?;
     let (id, actions) = created.ok_or_else(|| state.quotas.triggers_reached())?;
     let body = with_new_secrets(&mut tx, &state, user, id, &actions).await?;
-    tx.commit().await.map_err(|e| ApiError::internal(&e))?;
+    tx.commit().await?;
     Ok(HttpResponse::Created().json(body))
 }
 
@@ -118,20 +117,16 @@ pub async fn replace(
     let id = trigger_id(&id)?;
     let definition = parse(&body).await?;
     state.quotas.check_trigger(&definition)?;
-    let current =
-        triggers::get(&state.db, user.0, id).await.map_err(|e| ApiError::internal(&e))?.ok_or_else(not_found)?;
+    let current = triggers::get(&state.db, user.0, id).await?.ok_or_else(not_found)?;
     check_chats(&state, user, &definition, Some(&current.actions)).await?;
-    let mut tx = state.db.begin().await.map_err(|e| ApiError::internal(&e))?;
-    let created = match triggers::replace(&mut tx, &state.keyring, user.0, id, &definition)
-        .await
-        .map_err(|e| ApiError::internal(&e))?
-    {
+    let mut tx = state.db.begin().await?;
+    let created = match triggers::replace(&mut tx, &state.keyring, user.0, id, &definition).await? {
         Replaced::Done(created) => created,
         Replaced::Missing => return Err(not_found()),
         Replaced::CredentialsStay(paths) => return Err(credentials_stay(paths)),
     };
     let body = with_new_secrets(&mut tx, &state, user, id, &created).await?;
-    tx.commit().await.map_err(|e| ApiError::internal(&e))?;
+    tx.commit().await?;
     Ok(HttpResponse::Ok().json(body))
 }
 
@@ -152,9 +147,7 @@ async fn check_chats(
         if telegram.bot_token.is_some() || own_bot_kept {
             continue;
         }
-        let linked = store::telegram::is_linked(&state.db, user.0, &telegram.chat_id)
-            .await
-            .map_err(|e| ApiError::internal(&e))?;
+        let linked = store::telegram::is_linked(&state.db, user.0, &telegram.chat_id).await?;
         if !linked {
             details.push(ErrorDetail {
                 path: format!("actions[{position}].chat_id"),
@@ -205,14 +198,12 @@ async fn with_new_secrets(
 ) -> Result<Value, ApiError> {
     let mut secrets = serde_json::Map::new();
     for action in created {
-        let stored = triggers::action_secrets(&mut *tx, &state.keyring, user.0, *action)
-            .await
-            .map_err(|e| ApiError::internal(&e))?;
+        let stored = triggers::action_secrets(&mut *tx, &state.keyring, user.0, *action).await?;
         if let Some(secret) = stored.as_ref().and_then(|s| s.get("signing_secret")) {
             secrets.insert(action.to_string(), secret.clone());
         }
     }
-    let row = triggers::get(&mut *tx, user.0, id).await.map_err(|e| ApiError::internal(&e))?.ok_or_else(not_found)?;
+    let row = triggers::get(&mut *tx, user.0, id).await?.ok_or_else(not_found)?;
     let mut body = view(row);
     if let Some(actions) = body["actions"].as_array_mut() {
         for action in actions {
@@ -239,7 +230,7 @@ async fn with_new_secrets(
 )]
 pub async fn get(state: web::Data<AppState>, user: AuthUser, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id = trigger_id(&id)?;
-    let row = triggers::get(&state.db, user.0, id).await.map_err(|e| ApiError::internal(&e))?.ok_or_else(not_found)?;
+    let row = triggers::get(&state.db, user.0, id).await?.ok_or_else(not_found)?;
     Ok(HttpResponse::Ok().json(view(row)))
 }
 
@@ -277,7 +268,7 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let limit = pagination::limit(page.limit)?;
     let after = pagination::decode(page.cursor.as_deref())?;
-    let rows = triggers::list(&state.db, user.0, after, limit + 1).await.map_err(|e| ApiError::internal(&e))?;
+    let rows = triggers::list(&state.db, user.0, after, limit + 1).await?;
     let more = rows.len() as i64 > limit;
     let rows: Vec<TriggerRow> = rows.into_iter().take(usize::try_from(limit).unwrap_or(50)).collect();
     let next_cursor = if more { rows.last().map(|r| pagination::encode(r.created_at, r.id)) } else { None };
@@ -311,13 +302,13 @@ pub async fn patch(
     body: web::Json<Patch>,
 ) -> Result<HttpResponse, ApiError> {
     let id = trigger_id(&id)?;
-    let mut conn = state.db.acquire().await.map_err(|e| ApiError::internal(&e))?;
+    let mut conn = state.db.acquire().await?;
     if let Some(enabled) = body.enabled
-        && !triggers::set_enabled(&mut conn, user.0, id, enabled, None).await.map_err(|e| ApiError::internal(&e))?
+        && !triggers::set_enabled(&mut conn, user.0, id, enabled, None).await?
     {
         return Err(not_found());
     }
-    let row = triggers::get(&mut *conn, user.0, id).await.map_err(|e| ApiError::internal(&e))?.ok_or_else(not_found)?;
+    let row = triggers::get(&mut *conn, user.0, id).await?.ok_or_else(not_found)?;
     Ok(HttpResponse::Ok().json(view(row)))
 }
 
@@ -339,8 +330,8 @@ pub async fn delete(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = trigger_id(&id)?;
-    let mut conn = state.db.acquire().await.map_err(|e| ApiError::internal(&e))?;
-    if triggers::delete(&mut conn, user.0, id).await.map_err(|e| ApiError::internal(&e))? {
+    let mut conn = state.db.acquire().await?;
+    if triggers::delete(&mut conn, user.0, id).await? {
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(not_found())
