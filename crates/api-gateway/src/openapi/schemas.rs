@@ -156,7 +156,7 @@ pub struct ActionInput {
     pub arguments: Option<Value>,
 }
 
-#[derive(ToSchema)]
+#[derive(ToSchema, serde::Serialize)]
 pub struct Breaker {
     /// `closed`, `open` or `half_open`.
     pub state: String,
@@ -165,7 +165,7 @@ pub struct Breaker {
     pub open_until: Option<DateTime<Utc>>,
 }
 
-#[derive(ToSchema)]
+#[derive(ToSchema, serde::Serialize)]
 pub struct LastDelivery {
     pub outcome: String,
     pub status_code: Option<i32>,
@@ -174,11 +174,31 @@ pub struct LastDelivery {
     pub at: DateTime<Utc>,
 }
 
+/// An action's public configuration as stored (no secrets): the fields of its kind.
+#[derive(ToSchema, serde::Serialize)]
+pub struct ActionConfig {
+    pub chat_id: Option<String>,
+    pub template: Option<String>,
+    /// `HTML`, `MarkdownV2` or `plain`.
+    pub parse_mode: Option<String>,
+    /// Telegram actions: whether a bot token of their own is stored (never the token).
+    pub own_bot: Option<bool>,
+    pub url: Option<String>,
+    pub method: Option<String>,
+    /// Webhooks: headers that are not secret.
+    pub headers: Option<BTreeMap<String, String>>,
+    pub body_template: Option<String>,
+    pub timeout_ms: Option<u64>,
+    pub server_url: Option<String>,
+    pub tool: Option<String>,
+    pub arguments: Option<Value>,
+}
+
 /// An action as stored: its public configuration, its breaker and its last delivery.
-#[derive(ToSchema)]
+#[derive(ToSchema, serde::Serialize)]
 pub struct ActionView {
     pub id: Uuid,
-    #[schema(rename = "type")]
+    #[serde(rename = "type")]
     pub kind: String,
     pub breaker: Breaker,
     pub last_delivery: Option<LastDelivery>,
@@ -186,9 +206,8 @@ pub struct ActionView {
     pub signing_secret: Option<String>,
     /// Webhook and MCP actions: the names of the stored secret headers (never their values).
     pub secret_header_names: Option<Vec<String>>,
-    /// The rest of the action's public configuration, as written.
-    #[schema(additional_properties)]
-    pub config: Option<Value>,
+    #[serde(flatten)]
+    pub config: ActionConfig,
 }
 
 #[derive(ToSchema)]
@@ -242,43 +261,6 @@ pub struct BacktestRequest {
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
     pub warm: Option<bool>,
-}
-
-/// One event of the period for which the condition held.
-#[derive(ToSchema)]
-pub struct BacktestFire {
-    pub event_id: i64,
-    pub block_timestamp: DateTime<Utc>,
-    pub chain_id: i64,
-    /// Decimal text (uint256).
-    pub agent_id: String,
-    /// Each aggregate by its name, as the condition saw it; null while it had no value.
-    pub aggregates: BTreeMap<String, Option<String>>,
-    /// The cooldown held it back: it would not have fired.
-    pub suppressed_by_cooldown: bool,
-}
-
-/// How the trigger would have behaved over the period.
-#[derive(ToSchema)]
-pub struct BacktestResult {
-    /// Events of the scope in the period (events dropped by a reorg are not counted).
-    pub events_scanned: u64,
-    /// The first 1,000 firings and suppressions, in chain order.
-    pub fires: Vec<BacktestFire>,
-    /// Firings, all of them (suppressed ones not counted).
-    pub fire_count: u64,
-    /// Firings the cooldown suppressed, all of them.
-    pub suppressed_count: u64,
-    pub first_fire: Option<DateTime<Utc>>,
-    pub last_fire: Option<DateTime<Utc>>,
-    /// More firings and suppressions happened than `fires` lists.
-    pub truncated: bool,
-    pub from: DateTime<Utc>,
-    pub to: DateTime<Utc>,
-    pub warm: bool,
-    /// For the first firing, per action: `id`, `type` and what it would send, as
-    /// `POST /triggers/{id}/test` shows it.
-    pub first_fire_actions: Vec<Value>,
 }
 
 /// What the trigger would do with the event.

@@ -57,7 +57,7 @@ fn time(path: &str, given: Option<&str>, default: DateTime<Utc>) -> Result<DateT
     security(("bearer" = [])),
     request_body = crate::openapi::schemas::BacktestRequest,
     responses(
-        (status = 200, description = "how the trigger would have behaved; nothing is written or sent. While it runs, blanks precede the JSON document", body = crate::openapi::schemas::BacktestResult),
+        (status = 200, description = "how the trigger would have behaved; nothing is written or sent. While it runs, blanks precede the JSON document", body = Answer),
         (status = 400, description = "the request or the trigger definition is not valid; details name each path", body = crate::openapi::schemas::ErrorBody),
         (status = 401, description = "no valid token or API key", body = crate::openapi::schemas::ErrorBody),
         (status = 404, description = "no such trigger (or another user's)", body = crate::openapi::schemas::ErrorBody),
@@ -173,15 +173,19 @@ async fn draft(state: &AppState, user: AuthUser, definition: &Value) -> Result<L
     Ok(LoadedTrigger::draft(user.0, &definition))
 }
 
-/// The document: the report, the period, and what each action would send for the first
-/// firing.
-#[derive(serde::Serialize)]
-struct Answer {
+/// How the trigger would have behaved over the period: the report, the period as applied,
+/// and what each action would have sent for the first firing. The answer and its schema in
+/// the OpenAPI document are this one type.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(as = BacktestResult)]
+pub struct Answer {
     #[serde(flatten)]
     report: Report,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     warm: bool,
+    /// For the first firing, per action: `id`, `type` and what it would send, as
+    /// `POST /triggers/{id}/test` shows it.
     first_fire_actions: Vec<Value>,
 }
 

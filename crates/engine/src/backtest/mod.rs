@@ -14,33 +14,43 @@ use crate::warm::Replay;
 /// The most firings a report lists; its counts are always complete.
 pub const MAX_LISTED: usize = 1_000;
 
-/// One event for which the condition held: a firing, or one its cooldown suppressed.
+/// One event of the period for which the condition held: a firing, or one its cooldown
+/// suppressed.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = BacktestFire))]
 pub struct Fire {
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub event_id: EventId,
     pub block_timestamp: DateTime<Utc>,
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub chain_id: ChainId,
+    /// Decimal text (uint256).
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub agent_id: AgentId,
-    /// The aggregates as the condition saw them, by display name.
+    /// Each aggregate by its name, as the condition saw it; null while it had no value.
+    #[cfg_attr(feature = "openapi", schema(value_type = std::collections::BTreeMap<String, Option<String>>))]
     pub aggregates: Aggregates,
+    /// The cooldown held it back: it would not have fired.
     pub suppressed_by_cooldown: bool,
 }
 
 /// What a backtest found.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Report {
-    /// Events of the scope evaluated.
+    /// Events of the scope in the period (events dropped by a reorg are not counted).
     pub events_scanned: u64,
-    /// The first [`MAX_LISTED`] firings and suppressions, in chain order.
+    /// The first 1,000 firings and suppressions, in chain order.
     pub fires: Vec<Fire>,
-    /// Firings (not counting those the cooldown suppressed).
+    /// Firings, all of them (suppressed ones not counted).
     pub fire_count: u64,
-    /// Firings the cooldown suppressed.
+    /// Firings the cooldown suppressed, all of them.
     pub suppressed_count: u64,
-    /// Block time of the first and the last firing.
+    /// Block time of the first firing.
     pub first_fire: Option<DateTime<Utc>>,
+    /// Block time of the last firing.
     pub last_fire: Option<DateTime<Utc>>,
-    /// Whether more firings and suppressions happened than are listed.
+    /// More firings and suppressions happened than `fires` lists.
     pub truncated: bool,
 }
 
