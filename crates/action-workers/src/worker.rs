@@ -58,6 +58,12 @@ const MAX_WAITING: usize = 8 * BATCH;
 /// the deliveries that ended.
 const IN_FLIGHT_POLL: Duration = Duration::from_millis(20);
 
+/// What a message that does not read as a job may still say: its id.
+#[derive(serde::Deserialize)]
+struct JobHead {
+    job_id: uuid::Uuid,
+}
+
 /// Delivers the jobs of one action kind.
 #[derive(Clone)]
 pub struct Worker {
@@ -293,6 +299,7 @@ impl Worker {
         let mut done = Done::default();
         let mut work: Vec<(String, String, Job)> = Vec::with_capacity(messages.len());
         let mut seen = HashSet::new();
+        let mut unreadable = Vec::new();
         for message in messages {
             let Some(payload) = message.payload else {
                 done.acks.push(message.id);
@@ -303,10 +310,18 @@ impl Worker {
                 Ok(job) if !seen.insert(job.job_id) => done.acks.push(message.id),
                 Ok(job) => work.push((message.id, payload, job)),
                 Err(err) => {
-                    tracing::error!(message.id = %message.id, error = %err, "dropping a message that is not a job");
+                    // A job that no longer reads (its action's configuration, say) is
+                    // dead-lettered under its id, so its row does not wait forever.
+                    let id = serde_json::from_str::<JobHead>(&payload).ok().map(|head| head.job_id);
+                    tracing::error!(message.id = %message.id, job.id = ?id, error = %err, "a message that does not read as a job is dead-lettered");
+                    metrics::counter!("worker_unreadable_jobs_total").increment(1);
+                    unreadable.extend(id);
                     done.acks.push(message.id);
                 }
             }
+        }
+        if !unreadable.is_empty() {
+            store::outbox::mark_dead(&self.pool, &unreadable).await?;
         }
         let ids: Vec<uuid::Uuid> = work.iter().map(|(_, _, job)| job.job_id.0).collect();
         let actions: Vec<ActionId> =

@@ -103,3 +103,34 @@ async fn what_a_target_answers_never_fails_the_log() {
         sqlx::query_as("SELECT error, response_excerpt FROM deliveries").fetch_one(&bench.db.pool).await.unwrap();
     assert_eq!((error.as_str(), excerpt.as_str()), ("said \u{FFFD} no", "\u{FFFD}\u{FFFD} body"));
 }
+
+#[tokio::test]
+async fn a_job_whose_action_no_longer_reads_is_dead_lettered_not_left_waiting() {
+    let bench = Bench::new().await;
+    let receiver = Receiver::start().await;
+    bench.trigger("broken later", json!({"type": "webhook", "url": receiver.url()})).await;
+    bench.fire(&[feedback(1, 0, 7, 1, 0, "a")]).await;
+    // The job in the stream is replaced by one whose action's configuration no longer reads
+    // (a payload of an older or a tampered layout).
+    let mut payload: serde_json::Value =
+        sqlx::query_scalar("SELECT payload FROM action_outbox").fetch_one(&bench.db.pool).await.unwrap();
+    payload["action"]["config"] = json!({"type": "webhook", "url": 42});
+    let stream = shared::job::stream_key(&bench.redis, shared::trigger::ActionKind::Webhook);
+    let mut redis = bench.redis.client().unwrap().get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("DEL").arg(&stream).query_async(&mut redis).await.unwrap();
+    let _: String = redis::cmd("XADD")
+        .arg(&stream)
+        .arg("*")
+        .arg(shared::job::STREAM_FIELD)
+        .arg(payload.to_string())
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let workers = bench.start_workers(Bench::settings(true));
+    wait::until("the job to be dead-lettered", DEADLINE, || async {
+        (bench.job_status().await == vec!["dead".to_owned()]).then_some(())
+    })
+    .await;
+    workers.abort();
+    assert!(receiver.requests().is_empty(), "nothing was sent");
+}

@@ -113,9 +113,16 @@ internal_from!(
     sqlx::Error,
     shared::store::events::StoreError,
     shared::store::triggers::WriteError,
-    engine::trigger::Unreadable,
     jsonwebtoken::errors::Error,
 );
+
+/// A stored trigger that no longer reads (a row edited by hand): said as it is, not as a
+/// failure of the server.
+impl From<engine::trigger::Unreadable> for ApiError {
+    fn from(err: engine::trigger::Unreadable) -> Self {
+        ApiError::new(StatusCode::CONFLICT, "trigger_unreadable", err.to_string())
+    }
+}
 
 /// Whether `cause`, or an error under it, is PostgreSQL refusing a value (SQLSTATE 22xxx).
 fn refused_data(cause: &(dyn std::error::Error + 'static)) -> bool {

@@ -435,3 +435,25 @@ async fn logs_at_one_chain_position_are_each_scanned_once_across_page_boundaries
     all.sort_unstable();
     assert_eq!(fired, all, "each log once");
 }
+
+#[tokio::test]
+async fn a_saved_trigger_that_no_longer_reads_is_said_so_not_answered_500() {
+    let db = TestDb::new().await;
+    let app = common::start(&db);
+    let alice = user(&app, "alice@example.com").await;
+    let created: Value =
+        alice.send(Method::POST, "/api/v1/triggers", Some(ema_below_50(0))).await.json().await.unwrap();
+    // A row edited by hand: the webhook lost its URL.
+    sqlx::query("UPDATE trigger_actions SET config = config - 'url'").execute(&db.pool).await.unwrap();
+    let (status, body) = backtest(&alice, json!({"trigger_id": created["id"]})).await;
+    assert_eq!((status, body["error"]["code"].clone()), (409, json!("trigger_unreadable")), "{body}");
+    let id = created["id"].as_str().unwrap();
+    let response = alice
+        .send(
+            Method::POST,
+            &format!("/api/v1/triggers/{id}/test"),
+            Some(json!({"event": {"event_type": "NewFeedback", "agent_id": "7"}})),
+        )
+        .await;
+    assert_eq!(response.status(), 409);
+}

@@ -168,8 +168,10 @@ impl Relay {
                 outbox::mark_dead(&self.pool, &unreadable).await?;
                 metrics::counter!("relay_unknown_kind_jobs_total").increment(unreadable.len() as u64);
             }
-            pipe.query_async::<()>(conn).await?;
-            self.mark_dispatched(&ids, run_id).await?;
+            if !ids.is_empty() {
+                pipe.query_async::<()>(conn).await?;
+                self.mark_dispatched(&ids, run_id).await?;
+            }
             pushed += ids.len();
             metrics::counter!("relay_jobs_pushed_total").increment(ids.len() as u64);
             if rows.len() < self.batch_size {

@@ -61,6 +61,7 @@ fn time(path: &str, given: Option<&str>, default: DateTime<Utc>) -> Result<DateT
         (status = 400, description = "the request or the trigger definition is not valid; details name each path", body = crate::openapi::schemas::ErrorBody),
         (status = 401, description = "no valid token or API key", body = crate::openapi::schemas::ErrorBody),
         (status = 404, description = "no such trigger (or another user's)", body = crate::openapi::schemas::ErrorBody),
+        (status = 409, description = "trigger_unreadable: the stored trigger no longer reads (a row edited by hand)", body = crate::openapi::schemas::ErrorBody),
         (status = 422, description = "too_many_events: the period holds more events of the scope than BACKTEST_MAX_EVENTS; quota_exceeded: the definition is over a quota", body = crate::openapi::schemas::ErrorBody),
         (status = 429, description = "another backtest of the user is running, or rate limited; see Retry-After", body = crate::openapi::schemas::ErrorBody),
     ),

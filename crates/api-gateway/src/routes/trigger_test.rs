@@ -42,6 +42,7 @@ fn invalid(message: impl Into<String>) -> ApiError {
         (status = 400, description = "the request is not valid", body = crate::openapi::schemas::ErrorBody),
         (status = 401, description = "no valid token or API key", body = crate::openapi::schemas::ErrorBody),
         (status = 404, description = "not found (or another user's)", body = crate::openapi::schemas::ErrorBody),
+        (status = 409, description = "trigger_unreadable: the stored trigger no longer reads (a row edited by hand)", body = crate::openapi::schemas::ErrorBody),
         (status = 429, description = "rate limited; see Retry-After", body = crate::openapi::schemas::ErrorBody),
     ),
 )]

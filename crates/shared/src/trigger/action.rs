@@ -247,13 +247,14 @@ impl StoredAction {
     }
 }
 
+/// Equal when the ids and the public configurations are: secrets are not compared.
 impl PartialEq for StoredAction {
     fn eq(&self, other: &Self) -> bool {
         self.id == other.id && self.action.public_config() == other.action.public_config()
     }
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct StoredLayout {
     id: crate::domain::ActionId,
     kind: ActionKind,
@@ -262,7 +263,14 @@ struct StoredLayout {
 
 impl Serialize for StoredAction {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        StoredLayout { id: self.id, kind: self.kind(), config: self.action.public_config() }.serialize(serializer)
+        #[derive(Serialize)]
+        struct Written<'a> {
+            id: crate::domain::ActionId,
+            kind: ActionKind,
+            /// The public configuration: secrets are never serialized.
+            config: &'a Action,
+        }
+        Written { id: self.id, kind: self.kind(), config: &self.action }.serialize(serializer)
     }
 }
 
