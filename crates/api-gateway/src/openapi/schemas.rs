@@ -263,22 +263,6 @@ pub struct BacktestRequest {
     pub warm: Option<bool>,
 }
 
-/// What the trigger would do with the event.
-#[derive(ToSchema)]
-pub struct TriggerTestResult {
-    /// Whether it would fire (if enabled).
-    pub fires: bool,
-    /// `fires`, `no_match`, `out_of_scope`, `removed`, `before_history` or `cooling_down`.
-    pub outcome: String,
-    pub enabled: bool,
-    /// Each aggregate by its name, as the condition would see it; null while it has no value.
-    pub aggregates: BTreeMap<String, Option<String>>,
-    pub event: Event,
-    /// Per action: `id`, `type` and what it would send (`text`, `body`, or `arguments`), or
-    /// `error` when its template cannot be rendered.
-    pub actions: Vec<Value>,
-}
-
 #[derive(ToSchema)]
 pub struct RotatedSecret {
     pub action_id: Uuid,

@@ -174,9 +174,9 @@ async fn draft(state: &AppState, user: AuthUser, definition: &Value) -> Result<L
     Ok(LoadedTrigger::draft(user.0, &definition))
 }
 
+// The answer and its schema in the OpenAPI document are this one type.
 /// How the trigger would have behaved over the period: the report, the period as applied,
-/// and what each action would have sent for the first firing. The answer and its schema in
-/// the OpenAPI document are this one type.
+/// and what each action would have sent for the first firing.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 #[schema(as = BacktestResult)]
 pub struct Answer {

@@ -38,7 +38,7 @@ fn invalid(message: impl Into<String>) -> ApiError {
     params(("id" = String, Path, description = "the trigger's id")),
     request_body = crate::openapi::schemas::TriggerTestRequest,
     responses(
-        (status = 200, description = "what the trigger would do; nothing is written or sent", body = crate::openapi::schemas::TriggerTestResult),
+        (status = 200, description = "what the trigger would do; nothing is written or sent", body = Tested),
         (status = 400, description = "the request is not valid", body = crate::openapi::schemas::ErrorBody),
         (status = 401, description = "no valid token or API key", body = crate::openapi::schemas::ErrorBody),
         (status = 404, description = "not found (or another user's)", body = crate::openapi::schemas::ErrorBody),
@@ -77,14 +77,35 @@ pub async fn test(
         .map(|action| engine::evaluate::job(&trigger, action, &event, preview.aggregates.clone()))
         .collect();
     let actions: Vec<Value> = render::off_thread(move || jobs.iter().map(rendered).collect()).await;
-    Ok(HttpResponse::Ok().json(json!({
-        "fires": preview.fires(),
-        "outcome": preview.outcome,
-        "enabled": trigger.enabled,
-        "aggregates": preview.aggregates,
-        "event": event,
-        "actions": actions,
-    })))
+    Ok(HttpResponse::Ok().json(Tested {
+        fires: preview.fires(),
+        outcome: preview.outcome,
+        enabled: trigger.enabled,
+        aggregates: preview.aggregates,
+        event,
+        actions,
+    }))
+}
+
+// The answer and its schema in the OpenAPI document are this one type.
+/// What the trigger would do with the event.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(as = TriggerTestResult)]
+pub struct Tested {
+    /// Whether it would fire (if enabled).
+    fires: bool,
+    /// `fires`, `no_match`, `out_of_scope`, `removed`, `before_history` or `cooling_down`.
+    #[schema(value_type = String)]
+    outcome: preview::Outcome,
+    enabled: bool,
+    /// Each aggregate by its name, as the condition would see it; null while it has no value.
+    #[schema(value_type = std::collections::BTreeMap<String, Option<String>>)]
+    aggregates: engine::Aggregates,
+    #[schema(value_type = crate::openapi::schemas::Event)]
+    event: StoredEvent,
+    /// Per action: `id`, `type` and what it would send (`text`, `body`, or `arguments`), or
+    /// `error` when its template cannot be rendered.
+    actions: Vec<Value>,
 }
 
 /// One of `user`'s triggers as the engine evaluates it, enabled or not.
