@@ -15,8 +15,8 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use shared::domain::NewEvent;
 use shared::redis::RedisHandle;
-use testkit::TestDb;
 use testkit::fixtures::{block_time, feedback};
+use testkit::{TestDb, wait};
 
 /// Feedbacks for agent 7, one per block, tagged `uptime`: (block, value).
 fn feedbacks(values: &[(u64, i128)]) -> Vec<NewEvent> {
@@ -310,15 +310,11 @@ async fn a_backtest_that_outgrows_its_memory_bound_cuts_its_answer_instead_of_en
     let body = response.text().await;
     assert!(body.is_err(), "the answer must be cut, not completed: {body:?}");
     // The user's place is given back.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let (status, _) = backtest(&alice, json!({"trigger": ema_below_50(0), "from": from, "to": to})).await;
-        if status == 200 {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the place was not given back: {status}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let retry = json!({"trigger": ema_below_50(0), "from": from, "to": to});
+    wait::until("the user's place to be given back", Duration::from_secs(10), || async {
+        (backtest(&alice, retry.clone()).await.0 == 200).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -355,16 +351,15 @@ fn start_long(app: &Running, client: &Client<'_>, body: Value) -> tokio::task::J
 async fn wait_for_guard(redis: &RedisHandle, client: &Client<'_>) -> String {
     let me: Value = client.send(Method::GET, "/api/v1/auth/me", None).await.json().await.unwrap();
     let key = redis.config().key(&format!("backtest:{}", me["id"].as_str().unwrap()));
+    wait::until("the backtest to start", Duration::from_secs(30), || async { guard(redis, &key).await.map(drop) })
+        .await;
+    key
+}
+
+/// The value of a backtest guard's key, if it is held.
+async fn guard(redis: &RedisHandle, key: &str) -> Option<String> {
     let mut conn = redis.connection().await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let held: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut conn).await.unwrap();
-        if held.is_some() {
-            return key;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the backtest never started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    redis::cmd("GET").arg(key).query_async(&mut conn).await.unwrap()
 }
 
 #[tokio::test]
@@ -382,7 +377,6 @@ async fn one_backtest_at_a_time_per_user_and_a_client_that_leaves_stops_its_back
 
     let first = start_long(&app, &alice, long);
     let key = wait_for_guard(&redis, &alice).await;
-    let mut conn = redis.connection().await.unwrap();
 
     // A second one of the same user waits its turn; another user's runs.
     let (from_short, to_short) = blocks(1, 3);
@@ -395,15 +389,10 @@ async fn one_backtest_at_a_time_per_user_and_a_client_that_leaves_stops_its_back
     // The client goes away: its backtest stops and frees the place long before it would have
     // ended (50,000 queries) or its guard expired (30 s).
     first.abort();
-    let left = tokio::time::Instant::now();
-    loop {
-        let held: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut conn).await.unwrap();
-        if held.is_none() {
-            break;
-        }
-        assert!(left.elapsed() < Duration::from_secs(10), "the backtest of a client that left kept running");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait::until("the backtest of a client that left to stop", Duration::from_secs(10), || async {
+        guard(&redis, &key).await.is_none().then_some(())
+    })
+    .await;
     let (status, body) = backtest(&alice, short).await;
     assert_eq!(status, 200, "{body}");
 }
